@@ -1,0 +1,1 @@
+"""Scripts that reproduce the notebook's experiments; run each as ``python -m experiments.<name>``."""
