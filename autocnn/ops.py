@@ -1,0 +1,230 @@
+"""Forward passes only: each layer written as the math, in ``autograd.numpy``.
+
+No function here knows its gradient. Models and ``autocnn.layers`` hand these to autograd,
+which derives every backward pass. The only help autograd gets is in
+``autocnn.primitives`` (window extraction and scipy's correlation, linear operators whose
+adjoints are written with themselves).
+
+Shapes follow the notebook: images (N, C, H, W), filters (F, C, HH, WW), scores (N, K).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import autograd.numpy as np
+import autograd.scipy.signal
+import numpy as onp
+from autograd.scipy.special import logsumexp
+
+from autocnn.primitives import correlate_valid, sliding_windows
+
+ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
+PoolImpl = Literal["fast", "windows"]
+CONV_IMPLS: tuple[str, ...] = ("fast", "scipy", "autograd-convolve")
+POOL_IMPLS: tuple[str, ...] = ("fast", "windows")
+
+
+def affine(x, w, b):
+    """
+    out = x w + b, each example flattened to a row.
+
+    Inputs:
+    - x: Array of shape (N, d_1, ..., d_k) with D = d_1 * ... * d_k
+    - w: Weights of shape (D, M)
+    - b: Biases of shape (M,)
+
+    Returns:
+    - out: Array of shape (N, M)
+    """
+    return np.dot(np.reshape(x, (x.shape[0], -1)), w) + b
+
+
+def relu(x):
+    """max(0, x) elementwise; the kink at 0 gets slope 0, as the hand-written relu does."""
+    return np.where(x > 0, x, 0.0)
+
+
+def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
+    """
+    Cross-correlation of a batch of images with a bank of filters (a conv layer).
+
+    out[n, f, i, j] = b[f] + sum_{c, p, q} x_pad[n, c, i*stride + p, j*stride + q] * w[f, c, p, q]
+
+    Inputs:
+    - x: Images of shape (N, C, H, W)
+    - w: Filters of shape (F, C, HH, WW)
+    - b: Biases of shape (F,)
+    - stride: Step between receptive fields
+    - pad: Zeros added on each side of H and W
+    - impl: How the sum is computed; all give the same numbers:
+      'fast'  - strided windows of x contracted with w in one tensordot (one GEMM),
+      'scipy' - ``scipy.signal.correlate`` per filter, then every stride-th output,
+      'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline).
+
+    Returns:
+    - out: Array of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
+      W' = 1 + (W + 2 * pad - WW) // stride
+    """
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant")
+    kernel = (w.shape[2], w.shape[3])
+    if impl == "fast":
+        patches = sliding_windows(x_pad, kernel, stride)  # (N, C, H', W', HH, WW)
+        out = np.transpose(np.tensordot(patches, w, axes=([1, 4, 5], [1, 2, 3])), (0, 3, 1, 2))
+    elif impl == "scipy":
+        out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
+    elif impl == "autograd-convolve":
+        # convolve flips its kernel, so flip it back to get a correlation.
+        flipped = w[:, :, ::-1, ::-1]
+        full = autograd.scipy.signal.convolve(
+            x_pad, flipped, axes=([2, 3], [2, 3]), dot_axes=([1], [1]), mode="valid"
+        )
+        out = full[:, :, ::stride, ::stride]
+    else:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+    return out + np.reshape(b, (1, -1, 1, 1))
+
+
+def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl = "fast"):
+    """
+    Maximum over each pool_height x pool_width window, windows every `stride` pixels.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - pool_height, pool_width: Window size
+    - stride: Step between windows (windows overlap when stride < window)
+    - impl: 'fast' reshapes when the windows tile the image exactly and falls back to
+      windows otherwise; 'windows' always takes the max over strided windows.
+
+    Returns:
+    - out: Array of shape (N, C, H', W'), H' = 1 + (H - pool_height) // stride,
+      W' = 1 + (W - pool_width) // stride
+    """
+    if impl not in POOL_IMPLS:
+        raise ValueError(f"pool impl must be one of {POOL_IMPLS}, got {impl!r}")
+    n, c, h, w = x.shape
+    tiles = pool_height == pool_width == stride and h % stride == 0 and w % stride == 0
+    if impl == "fast" and tiles:
+        blocks = np.reshape(x, (n, c, h // stride, stride, w // stride, stride))
+        return np.max(blocks, axis=(3, 5))
+    return np.max(sliding_windows(x, (pool_height, pool_width), stride), axis=(4, 5))
+
+
+def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
+    """
+    Batch normalization over the first axis.
+
+    y = gamma * (x - mu) / sqrt(var + eps) + beta, with mu and var the batch statistics
+    in training and the running statistics at test time.
+
+    Inputs:
+    - x: Array of shape (N, D)
+    - gamma, beta: Scale and shift of shape (D,)
+    - running_mean, running_var: Running statistics of shape (D,)
+    - train: Normalise with the batch statistics (True) or the running ones (False)
+    - momentum: Weight of the old running statistics in their update
+    - eps: Added to the variance for numerical stability
+
+    Returns a tuple of:
+    - out: Array of shape (N, D)
+    - running_mean, running_var: The updated running statistics (unchanged at test
+      time), returned as values rather than written anywhere, so traced code stays pure
+    """
+    if train:
+        mean = np.mean(x, axis=0)
+        var = np.var(x, axis=0)
+        running_mean = momentum * running_mean + (1 - momentum) * mean
+        running_var = momentum * running_var + (1 - momentum) * var
+    else:
+        mean, var = running_mean, running_var
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    return gamma * x_hat + beta, running_mean, running_var
+
+
+def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
+    """
+    Batch normalization per channel, over the batch and both spatial axes.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - gamma, beta, running_mean, running_var: Arrays of shape (C,)
+    - train, momentum, eps: As for `batchnorm`
+
+    Returns a tuple of:
+    - out: Array of shape (N, C, H, W)
+    - running_mean, running_var: Updated running statistics of shape (C,)
+    """
+    n, c, h, w = x.shape
+    rows = np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, c))  # one row per pixel
+    out, running_mean, running_var = batchnorm(rows, gamma, beta, running_mean, running_var, train, momentum, eps)
+    return np.transpose(np.reshape(out, (n, h, w, c)), (0, 3, 1, 2)), running_mean, running_var
+
+
+def dropout_mask(shape: tuple[int, ...], keep_prob: float, rng: onp.random.RandomState | None = None) -> onp.ndarray:
+    """
+    The units inverted dropout keeps: True with probability keep_prob.
+
+    Drawn as ``rng.rand(*shape) < keep_prob``, the reference layer's convention, so the
+    same seed keeps the same units on both sides. ``rng=None`` draws from ``np.random``.
+    """
+    rng = onp.random if rng is None else rng
+    return rng.rand(*shape) < keep_prob
+
+
+def dropout(x, keep_prob: float, keep):
+    """
+    Inverted dropout: drop units, scale the survivors by 1 / keep_prob so the expected
+    activation equals the test-time one.
+
+    Inputs:
+    - x: Array of any shape
+    - keep_prob: Probability of keeping a unit, in (0, 1]
+    - keep: Boolean mask of x's shape, e.g. from `dropout_mask`
+
+    Returns:
+    - out: Array of x's shape
+    """
+    return x * keep / keep_prob
+
+
+def softmax_loss(scores, y):
+    """
+    Mean cross-entropy of the softmax of the scores.
+
+    loss = mean_i( log sum_j exp(s_ij) - s_{i, y_i} ); logsumexp subtracts the row max,
+    so scores of magnitude 1e5 neither overflow nor lose the loss.
+
+    Inputs:
+    - scores: Array of shape (N, K)
+    - y: Integer labels of shape (N,), 0 <= y[i] < K
+
+    Returns:
+    - loss: Scalar
+    """
+    n = scores.shape[0]
+    return np.mean(logsumexp(scores, axis=1) - scores[np.arange(n), y])
+
+
+def svm_loss(scores, y):
+    """
+    Mean multiclass hinge loss with margin 1.
+
+    loss = mean_i sum_{j != y_i} max(0, s_ij - s_{i, y_i} + 1)
+
+    Inputs:
+    - scores: Array of shape (N, K)
+    - y: Integer labels of shape (N,), 0 <= y[i] < K
+
+    Returns:
+    - loss: Scalar
+    """
+    n = scores.shape[0]
+    correct = scores[np.arange(n), y]
+    margins = scores - np.reshape(correct, (n, 1)) + 1.0
+    is_correct = onp.arange(scores.shape[1]) == onp.reshape(y, (n, 1))
+    return np.sum(relu(np.where(is_correct, 0.0, margins))) / n
+
+
+def l2_penalty(weights, reg: float):
+    """0.5 * reg * sum of squared entries over all the given weight arrays."""
+    return 0.5 * reg * sum(np.sum(w * w) for w in weights)
