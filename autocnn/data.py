@@ -279,6 +279,8 @@ def extract_CIFAR10(tarball: str | os.PathLike, cache: str | os.PathLike | None 
     not match, files missing) or UnsafeDataError (dangerous member).
     """
     tarball = Path(tarball)
+    if not tarball.is_file():
+        raise DataError(f"{tarball} is not a file; expected {TARBALL_NAME}")
     target = Path(cache if cache is not None else cache_dir()) / BATCHES_DIRNAME
     fingerprint = _extraction_fingerprint(tarball)
     if _extraction_is_current(target, fingerprint):

@@ -228,6 +228,8 @@ class Solver:
             seed = int(np.random.randint(0, 2**31 - 1))
         self.seed = int(seed)
         self.rng = np.random.RandomState(self.seed)
+        if self.checkpoint_name is not None:
+            self._settings()  # Fail now, not after an epoch, if a setting cannot be saved.
 
         self._reset()
 

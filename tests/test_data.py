@@ -11,6 +11,7 @@ import http.server
 import io
 import os
 import pickle
+import socket
 import tarfile
 import threading
 
@@ -394,9 +395,13 @@ def test_offline_download_explains_what_to_do(tmp_path, http_server):
     base_url, _, _ = http_server
     with pytest.raises(DownloadError, match=f"404.*{cifar.CIFAR10_URL}.*AUTOCNN_DATA"):
         download_CIFAR10(tmp_path / "dl", url=f"{base_url}/missing.tar.gz", timeout=10, progress=False)
-    # Nothing listens on port 9 (discard) here: the connection is refused.
+    # A port that was just free: nothing listens there, so the connection is refused.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match=f"offline.*put it at {tmp_path / 'dl' / TARBALL_NAME}"):
-        download_CIFAR10(tmp_path / "dl", url="http://127.0.0.1:9/cifar.tar.gz", timeout=10, progress=False)
+        download_CIFAR10(tmp_path / "dl", url=f"http://127.0.0.1:{closed_port}/cifar.tar.gz",
+                         timeout=10, progress=False)
     assert os.listdir(tmp_path / "dl") == []
 
 

@@ -200,6 +200,8 @@ def test_bad_arguments_are_named():
         Solver(model, {key: value for key, value in data.items() if key != "y_val"})
     with pytest.raises(ValueError, match="batch_size"):
         Solver(model, data, batch_size=0)
+    with pytest.raises(CheckpointError, match="optim_config 'schedule'"):
+        Solver(model, data, optim_config={"schedule": np.ones(3)}, checkpoint_name="unused")
 
 
 # ---------------------------------------------------------------- checkpoints
