@@ -238,20 +238,22 @@ def _extraction_fingerprint(tarball: Path) -> dict[str, Any]:
     return {"source": str(tarball.resolve()), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
-def _extraction_is_current(folder: Path, fingerprint: dict[str, Any]) -> bool:
-    """True if folder holds a complete extraction of the tarball fingerprint describes."""
+def _complete_extraction_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of an extraction whose files are all there with their recorded sizes, else None."""
     try:
         marker = json.loads((folder / EXTRACTION_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(marker, dict) or marker.get("tarball") != fingerprint:
-        return False
-    sizes = marker.get("files", {})
-    try:
-        return (set(REQUIRED_FILES) <= set(sizes)
-                and all((folder / name).stat().st_size == size for name, size in sizes.items()))
-    except OSError:
-        return False
+        sizes = marker["files"]
+        complete = (set(REQUIRED_FILES) <= set(sizes)
+                    and all((folder / name).stat().st_size == size for name, size in sizes.items()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return marker if complete else None
+
+
+def _extraction_is_current(folder: Path, fingerprint: dict[str, Any]) -> bool:
+    """True if folder holds a complete extraction of the tarball fingerprint describes."""
+    marker = _complete_extraction_marker(folder)
+    return marker is not None and marker.get("tarball") == fingerprint
 
 
 def _writable_cache(cache: Path) -> Path:
@@ -475,9 +477,11 @@ def _source_report(origin: str, path: Path | None, verify: bool) -> dict[str, An
     kind, location = found
     report.update(found=kind, location=str(location))
     if kind == "batches folder":
-        marker_ok = (location / EXTRACTION_MARKER).is_file()
-        report["note"] = "all batch files present" + (" (unpacked by autocnn)" if marker_ok else "")
-        report["verified"] = True if marker_ok else None
+        if _complete_extraction_marker(location) is not None:
+            report["note"] = "all batch files present, with the sizes recorded when autocnn unpacked them"
+            report["verified"] = True
+        else:
+            report["note"] = "all batch files present (not unpacked by autocnn, so not verified)"
     else:
         unpacked = cache_dir() / BATCHES_DIRNAME
         is_current = _extraction_is_current(unpacked, _extraction_fingerprint(location))

@@ -202,6 +202,19 @@ def test_interrupted_extraction_is_not_trusted(tmp_path):
     assert not [name for name in os.listdir(tmp_path / "cache") if name.startswith(".extract-")]
 
 
+def test_damaged_extraction_is_noticed_and_redone(tmp_path):
+    folder = write_dataset(tmp_path / "plain")
+    tarball = write_tarball(tmp_path / "packed" / TARBALL_NAME, folder)
+    get_CIFAR10_data(data_dir=tarball, **SMALL)
+    unpacked = tmp_path / "cache" / BATCHES_DIRNAME
+    assert describe_data_sources()[2]["verified"] is True
+    batch = unpacked / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:100])
+    assert describe_data_sources()[2]["verified"] is None
+    check_small_data(get_CIFAR10_data(data_dir=tarball, **SMALL))
+    assert describe_data_sources()[2]["verified"] is True
+
+
 def test_nothing_found_says_where_to_put_the_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
