@@ -715,8 +715,17 @@ def _run_layer_spec(spec: LayerSpec, user: dict[str, Callable], rng: np.random.R
                 emit(name, grad, case, error, problem or mutation, hints)
 
 
-def _model_params(rng: np.random.RandomState, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Random float64 values for a model's params: He-scaled weights, gamma near 1."""
+def draw_model_params(rng: np.random.RandomState, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """
+    Random float64 values for a model's params: He-scaled weights, gamma near 1.
+
+    Inputs:
+    - rng: Source of the values
+    - shapes: Param name -> shape (e.g. from an autocnn model's params)
+
+    Returns:
+    - params: Param name -> float64 array
+    """
     params = {}
     for name, shape in shapes.items():
         if name.startswith("W"):
@@ -791,7 +800,7 @@ def _run_model_spec(spec: ModelSpec, user_class: type, rng: np.random.RandomStat
             continue
         mine = _autocnn_model(spec, model_case)
         names = [f"grad {name}" for name in mine.params]
-        params = _model_params(rng, {name: value.shape for name, value in mine.params.items()})
+        params = draw_model_params(rng, {name: value.shape for name, value in mine.params.items()})
         X = rng.randn(model_case.num_examples, *model_case.input_shape)
         y = rng.randint(model_case.kwargs["num_classes"], size=model_case.num_examples)
         case = Case(model_case.label, (), model_case.tags, {"N": model_case.num_examples},

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules that contribute a subcommand, in the order `autocnn --help` lists them.
-COMMAND_MODULES: list[str] = ["autocnn.check"]
+COMMAND_MODULES: list[str] = ["autocnn.check", "autocnn.report"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
