@@ -2,8 +2,8 @@
 
 No function here knows its gradient. Models and ``autocnn.layers`` hand these to autograd,
 which derives every backward pass. The only help autograd gets is in
-``autocnn.primitives`` (window extraction and scipy's correlation, linear operators whose
-adjoints are written with themselves).
+``autocnn.primitives`` (window extraction, picking one element per window, and scipy's
+correlation: linear operators whose adjoints are written with themselves).
 
 Shapes follow the notebook: images (N, C, H, W), filters (F, C, HH, WW), scores (N, K).
 """
@@ -16,8 +16,9 @@ import autograd.numpy as np
 import autograd.scipy.signal
 import numpy as onp
 from autograd.scipy.special import logsumexp
+from autograd.tracer import getval
 
-from autocnn.primitives import correlate_valid, sliding_windows
+from autocnn.primitives import correlate_valid, im2col, sliding_windows, window_argmax, window_take
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -58,7 +59,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - stride: Step between receptive fields
     - pad: Zeros added on each side of H and W
     - impl: How the sum is computed; all give the same numbers:
-      'fast'  - strided windows of x contracted with w in one tensordot (one GEMM),
+      'fast'  - im2col patch matrix of every image times w as a matrix (one batched GEMM),
       'scipy' - ``scipy.signal.correlate`` per filter, then every stride-th output,
       'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline).
 
@@ -66,11 +67,16 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - out: Array of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
       W' = 1 + (W + 2 * pad - WW) // stride
     """
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant")
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     kernel = (w.shape[2], w.shape[3])
     if impl == "fast":
-        patches = sliding_windows(x_pad, kernel, stride)  # (N, C, H', W', HH, WW)
-        out = np.transpose(np.tensordot(patches, w, axes=([1, 4, 5], [1, 2, 3])), (0, 3, 1, 2))
+        # One contiguous patch matrix per image, one matmul per image: the product is
+        # already (N, F, H' * W') in NCHW order, and autograd's matmul VJPs (dw summed over
+        # images, dcols = w^T g) are contiguous GEMMs too, with no transposed copies.
+        cols = im2col(x_pad, kernel, stride)  # (N, C * HH * WW, H' * W')
+        out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
+        out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
+        out = np.reshape(np.matmul(np.reshape(w, (w.shape[0], -1)), cols), (x.shape[0], w.shape[0], out_h, out_w))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
     elif impl == "autograd-convolve":
@@ -93,8 +99,9 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     - x: Array of shape (N, C, H, W)
     - pool_height, pool_width: Window size
     - stride: Step between windows (windows overlap when stride < window)
-    - impl: 'fast' reshapes when the windows tile the image exactly and falls back to
-      windows otherwise; 'windows' always takes the max over strided windows.
+    - impl: 'fast' takes each window's first maximum (ties go to the first in row-major
+      order, like the reference); 'windows' takes np.max over strided windows (ties share
+      the gradient).
 
     Returns:
     - out: Array of shape (N, C, H', W'), H' = 1 + (H - pool_height) // stride,
@@ -102,12 +109,13 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     """
     if impl not in POOL_IMPLS:
         raise ValueError(f"pool impl must be one of {POOL_IMPLS}, got {impl!r}")
-    n, c, h, w = x.shape
-    tiles = pool_height == pool_width == stride and h % stride == 0 and w % stride == 0
-    if impl == "fast" and tiles:
-        blocks = np.reshape(x, (n, c, h // stride, stride, w // stride, stride))
-        return np.max(blocks, axis=(3, 5))
-    return np.max(sliding_windows(x, (pool_height, pool_width), stride), axis=(4, 5))
+    window = (pool_height, pool_width)
+    if impl == "fast":
+        # The max of a window is its first maximal element: choose it on the values (the
+        # choice is piecewise constant, so carries no gradient), then take it (linear).
+        # autograd's VJP is then one scatter of g, not np.max's full-size where/repeat.
+        return window_take(x, window_argmax(getval(x), window, stride), window, stride)
+    return np.max(sliding_windows(x, window, stride), axis=(4, 5))
 
 
 def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):

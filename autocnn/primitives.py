@@ -1,17 +1,23 @@
 """The linear operators autograd cannot trace through, registered as autograd primitives.
 
 Everything else in autocnn is a composition of ``autograd.numpy`` calls, and autograd
-derives its gradient. Two things need help, because their forward leaves numpy's traced
-functions:
+derives its gradient. A few things need help, because their forward leaves numpy's traced
+functions or would make autograd's own VJPs slow:
 
 * ``sliding_windows`` reads overlapping windows through ``as_strided`` (a view autograd
   cannot see through). Its adjoint ``overlap_add`` sums windows back onto the image.
+* ``im2col`` copies the same windows into one contiguous patch matrix per image, the
+  layout in which a convolution is a single batched ``matmul``; its adjoint ``col2im``
+  is ``overlap_add`` of that matrix.
+* ``window_take`` picks one element of every window (max pooling picks the maximum);
+  its adjoint ``window_put`` puts values back at the picked places. The choice is an
+  integer argument, not differentiated, so both are linear in their array argument.
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
 
-All three are linear, so each VJP is the adjoint operator, and every adjoint is written
-with these same primitives plus ``autograd.numpy``. The VJPs are therefore traceable
-themselves and derivatives of any order work (checked with ``autograd.test_util``), the
-way autograd treats its own ``scipy.signal.convolve``.
+All are linear (correlate_valid in each argument), so each VJP is the adjoint operator,
+and every adjoint is written with these same primitives plus ``autograd.numpy``. The VJPs
+are therefore traceable themselves and derivatives of any order work (checked with
+``autograd.test_util``), the way autograd treats its own ``scipy.signal.convolve``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,35 @@ import autograd.numpy as anp
 import numpy as onp
 import scipy.signal
 from autograd.extend import defvjp, primitive
+
+
+# ------------------------------------------------------------------ plain helpers
+# (numpy on plain arrays; never traced, so never differentiated)
+
+
+def _window_view(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+    """Read-only (N, C, H', W', kh, kw) view of every window of x; nothing is copied."""
+    views = onp.lib.stride_tricks.sliding_window_view(x, window, axis=(2, 3))
+    return views[:, :, ::stride, ::stride]
+
+
+def _window_offsets(window: tuple[int, int], stride: int, out_size: tuple[int, int]):
+    """
+    Yield ((i, j), index) for every offset (i, j) inside a window, in row-major order;
+    x[index] is the (N, C, H', W') strided slice holding element (i, j) of every window.
+    """
+    out_h, out_w = out_size
+    for i in range(window[0]):
+        rows = slice(i, i + stride * (out_h - 1) + 1, stride)
+        for j in range(window[1]):
+            yield (i, j), (slice(None), slice(None), rows, slice(j, j + stride * (out_w - 1) + 1, stride))
+
+
+def _batch_chunks(n: int, bytes_per_example: int, budget: int = 1 << 20):
+    """Slices of the batch axis holding about `budget` bytes each (at least one example)."""
+    step = max(1, budget // max(1, bytes_per_example))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
 
 
 @primitive
@@ -37,17 +72,15 @@ def sliding_windows(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp
       H' = 1 + (H - kh) // stride, W' = 1 + (W - kw) // stride, and
       patches[n, c, i, j] = x[n, c, i*stride : i*stride+kh, j*stride : j*stride+kw]
     """
-    views = onp.lib.stride_tricks.sliding_window_view(x, window, axis=(2, 3))
-    return views[:, :, ::stride, ::stride]
+    return _window_view(x, window, stride)
 
 
-@primitive
-def overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int) -> onp.ndarray:
+def _overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int) -> onp.ndarray:
     """
     Adjoint of `sliding_windows`: add every patch back where it was taken from.
 
     Inputs:
-    - patches: Array of shape (N, C, H', W', kh, kw)
+    - patches: Array of shape (N, C, H', W', kh, kw); any memory layout
     - image_size: (H, W) of the image the patches were taken from
     - stride: The stride they were taken with
 
@@ -58,12 +91,14 @@ def overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int) 
     n, c, out_h, out_w, kh, kw = patches.shape
     image = onp.zeros((n, c) + tuple(image_size), dtype=patches.dtype)
     # One strided slice per kernel offset: kh * kw vectorised adds, no per-pixel loop.
-    by_offset = onp.moveaxis(patches, (4, 5), (0, 1))
-    for i in range(kh):
-        rows = slice(i, i + stride * out_h, stride)
-        for j in range(kw):
-            image[:, :, rows, j : j + stride * out_w : stride] += by_offset[i, j]
+    # Done a few images at a time so each image block stays in cache across the adds.
+    for batch in _batch_chunks(n, image[0].nbytes):
+        for (i, j), at in _window_offsets((kh, kw), stride, (out_h, out_w)):
+            image[batch][at] += patches[batch, :, :, :, i, j]
     return image
+
+
+overlap_add = primitive(_overlap_add)
 
 
 defvjp(
@@ -73,6 +108,146 @@ defvjp(
 defvjp(
     overlap_add,
     lambda ans, patches, image_size, stride: lambda g: sliding_windows(g, patches.shape[4:], stride),
+)
+
+
+def _im2col(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+    """
+    The windows of every image copied into a contiguous patch matrix.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - window: (kh, kw), patch height and width
+    - stride: Step between patch origins
+
+    Returns:
+    - cols: C-contiguous array of shape (N, C * kh * kw, H' * W') with
+      cols[n, (c * kh + p) * kw + q, i * W' + j] = x[n, c, i * stride + p, j * stride + q];
+      rows are ordered like w.reshape(F, -1), so a conv is w.reshape(F, -1) @ cols, one
+      matmul per image whose result is already (N, F, H' * W').
+    """
+    patches = _window_view(x, window, stride)  # (N, C, H', W', kh, kw)
+    n, c, out_h, out_w = patches.shape[:4]
+    # Copying in (n, c, p, q, i, j) order keeps runs of W' pixels contiguous on both sides.
+    cols = onp.ascontiguousarray(patches.transpose(0, 1, 4, 5, 2, 3))
+    return cols.reshape(n, c * window[0] * window[1], out_h * out_w)
+
+
+def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int) -> onp.ndarray:
+    """
+    Adjoint of `im2col`: add every column of patches back where it was taken from.
+
+    Inputs:
+    - cols: Array of shape (N, C * kh * kw, H' * W')
+    - image_size, window, stride: (H, W) of the image and the window and stride used
+
+    Returns:
+    - image: Array of shape (N, C, H, W)
+    """
+    (h, w), (kh, kw) = image_size, window
+    out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
+    n, rows = cols.shape[:2]
+    patches = onp.reshape(cols, (n, rows // (kh * kw), kh, kw, out_h, out_w)).transpose(0, 1, 4, 5, 2, 3)
+    return _overlap_add(patches, image_size, stride)
+
+
+im2col = primitive(_im2col)
+col2im = primitive(_col2im)
+defvjp(im2col, lambda ans, x, window, stride: lambda g: col2im(g, x.shape[2:], window, stride))
+defvjp(col2im, lambda ans, cols, image_size, window, stride: lambda g: im2col(g, window, stride))
+
+
+def window_argmax(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+    """
+    Which element of every window is its first maximum (row-major order, as np.argmax).
+
+    A plain function of plain arrays: the choice is piecewise constant in x, so it carries
+    no gradient; `window_take(x, window_argmax(x, ...), ...)` is max pooling.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - window, stride: As for `sliding_windows`
+
+    Returns:
+    - choice: Integer array of shape (N, C, H', W'); choice = p * kw + q picks
+      x[n, c, i * stride + p, j * stride + q]
+    """
+    n, c, h, w = x.shape
+    out_size = (1 + (h - window[0]) // stride, 1 + (w - window[1]) // stride)
+    choice = onp.empty((n, c) + out_size, dtype=onp.min_scalar_type(window[0] * window[1] - 1))
+    for batch in _batch_chunks(n, x[0].nbytes):
+        xs = x[batch]
+        # Pairwise knock-out between neighbouring candidates; on a tie the earlier offset
+        # stays, so the winner is the first maximum. Whole-slice ufuncs, no per-window loop.
+        level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
+        while len(level) > 1:
+            pairs = zip(level[0::2], level[1::2])
+            merged = [(onp.maximum(va, vb), onp.where(vb > va, kb, ka)) for (va, ka), (vb, kb) in pairs]
+            level = merged + level[len(merged) * 2 :]
+        choice[batch] = level[0][1]
+    return choice
+
+
+def _window_take(x: onp.ndarray, choice: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+    """
+    One chosen element of every window: out[n, c, i, j] = x[n, c, i*stride + p, j*stride + q]
+    with (p, q) = divmod(choice[n, c, i, j], kw). Linear in x.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - choice: Integer array of shape (N, C, H', W'), e.g. from `window_argmax`
+    - window, stride: The windows the choice refers to
+
+    Returns:
+    - out: Array of shape (N, C, H', W')
+    """
+    out = onp.empty(choice.shape, dtype=x.dtype)
+    for batch in _batch_chunks(x.shape[0], x[0].nbytes):
+        xs = x[batch]
+        candidates = [xs[at] for _, at in _window_offsets(window, stride, choice.shape[2:])]
+        onp.choose(choice[batch], candidates, out=out[batch])
+    return out
+
+
+def _window_put(
+    g: onp.ndarray, choice: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int
+) -> onp.ndarray:
+    """
+    Adjoint of `window_take`: each g[n, c, i, j] is added at the element its window chose.
+
+    Inputs:
+    - g: Array of shape (N, C, H', W')
+    - choice, window, stride: As for `window_take`
+    - image_size: (H, W) of the image
+
+    Returns:
+    - image: Array of shape (N, C, H, W), zero where no window chose the element
+    """
+    n, c, out_h, out_w = g.shape
+    overlapping = stride < max(window)
+    # Windows that tile the image exactly write every element once: no zero fill needed.
+    tiles = window[0] == window[1] == stride and tuple(image_size) == (out_h * stride, out_w * stride)
+    image = (onp.empty if tiles else onp.zeros)((n, c) + tuple(image_size), dtype=g.dtype)
+    for batch in _batch_chunks(n, image[0].nbytes):
+        gs, chosen, block = g[batch], choice[batch], image[batch]
+        for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
+            picked = chosen == i * window[1] + j
+            if overlapping:  # an element may be chosen by several windows
+                block[at] += gs * picked
+            else:
+                onp.multiply(gs, picked, out=block[at])
+    return image
+
+
+window_take = primitive(_window_take)
+window_put = primitive(_window_put)
+defvjp(
+    window_take,
+    lambda ans, x, choice, window, stride: lambda g: window_put(g, choice, x.shape[2:], window, stride),
+)
+defvjp(
+    window_put,
+    lambda ans, g, choice, image_size, window, stride: lambda h: window_take(h, choice, window, stride),
 )
 
 

@@ -1,0 +1,210 @@
+"""The primitives behind the fast conv and pool formulations, and those formulations.
+
+`im2col` / `col2im` (patch matrices) and `window_take` / `window_put` (one element per
+window) are the linear operators the default conv and max pool are built on. Each must be
+the adjoint of its partner, differentiate to second order with autograd's own checker, and
+give the reference's numbers in float64 to 1e-10 over strides, pads, odd and non-square
+shapes, and ties.
+"""
+
+import numpy as np
+import pytest
+from autograd import make_vjp
+from autograd.test_util import check_grads
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autocnn import ops
+from autocnn.primitives import col2im, im2col, window_argmax, window_put, window_take
+from reference.conv_layers import (
+    conv_backward_naive,
+    conv_forward_naive,
+    max_pool_backward_naive,
+    max_pool_forward_naive,
+)
+
+rng = np.random.RandomState(5)
+
+# (x shape, window, stride): square, non-square, odd, strided, ragged, 1x1, whole image.
+WINDOW_CASES = [
+    ((2, 3, 7, 6), (3, 2), 1),
+    ((2, 3, 8, 8), (3, 3), 2),
+    ((1, 2, 9, 7), (2, 3), 3),
+    ((3, 1, 5, 5), (1, 1), 1),
+    ((2, 2, 6, 9), (4, 4), 2),
+    ((1, 3, 4, 5), (4, 5), 1),
+]
+
+# (x shape, (F, HH, WW), stride, pad)
+CONV_CASES = [
+    ((2, 3, 7, 6), (4, 3, 2), 1, 0),
+    ((2, 3, 8, 8), (4, 3, 3), 1, 1),
+    ((3, 2, 9, 7), (5, 3, 3), 2, 1),
+    ((1, 4, 11, 10), (3, 5, 3), 3, 2),
+    ((2, 3, 5, 5), (2, 1, 1), 1, 0),
+    ((2, 1, 6, 9), (3, 4, 4), 2, 0),
+    ((1, 3, 32, 32), (2, 7, 7), 1, 3),
+]
+
+# (x shape, (pool_height, pool_width, stride))
+POOL_CASES = [
+    ((2, 3, 8, 8), (2, 2, 2)),
+    ((2, 3, 7, 9), (2, 2, 2)),
+    ((2, 3, 7, 7), (3, 3, 2)),
+    ((3, 2, 6, 7), (2, 3, 1)),
+    ((2, 2, 9, 8), (3, 2, 3)),
+    ((1, 1, 5, 5), (1, 1, 1)),
+    ((2, 3, 12, 12), (4, 4, 4)),
+]
+
+
+def im2col_by_definition(x, window, stride):
+    """cols[n, (c, p, q), (i, j)] = x[n, c, i*stride + p, j*stride + q], one loop per index."""
+    n, c, h, w = x.shape
+    kh, kw = window
+    out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
+    cols = np.zeros((n, c, kh, kw, out_h, out_w))
+    for p in range(kh):
+        for q in range(kw):
+            for i in range(out_h):
+                for j in range(out_w):
+                    cols[:, :, p, q, i, j] = x[:, :, i * stride + p, j * stride + q]
+    return cols.reshape(n, c * kh * kw, out_h * out_w)
+
+
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_im2col_matches_its_definition(shape, window, stride):
+    x = rng.randn(*shape)
+    cols = im2col(x, window, stride)
+    assert cols.flags.c_contiguous
+    np.testing.assert_array_equal(cols, im2col_by_definition(x, window, stride))
+
+
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_col2im_is_the_adjoint_of_im2col(shape, window, stride):
+    """<im2col(x), c> == <x, col2im(c)> for any x, c: the defining property."""
+    x = rng.randn(*shape)
+    c = rng.randn(*im2col(x, window, stride).shape)
+    lhs = np.sum(im2col(x, window, stride) * c)
+    rhs = np.sum(x * col2im(c, shape[2:], window, stride))
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:4])
+def test_im2col_and_col2im_second_order(shape, window, stride):
+    x = rng.randn(*shape)
+    check_grads(lambda x: im2col(x, window, stride), modes=["rev"], order=2)(x)
+    c = rng.randn(*im2col(x, window, stride).shape)
+    check_grads(lambda c: col2im(c, shape[2:], window, stride), modes=["rev"], order=2)(c)
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES)
+def test_window_argmax_is_the_first_maximum(shape, pool):
+    ph, pw, stride = pool
+    x = rng.randn(*shape)
+    x[0, 0] = np.round(x[0, 0])  # many ties
+    choice = window_argmax(x, (ph, pw), stride)
+    out_h, out_w = choice.shape[2:]
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw].reshape(shape[:2] + (-1,))
+            np.testing.assert_array_equal(choice[:, :, i, j], np.argmax(window, axis=2))
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES)
+def test_window_put_is_the_adjoint_of_window_take(shape, pool):
+    ph, pw, stride = pool
+    x = rng.randn(*shape)
+    choice = window_argmax(rng.randn(*shape), (ph, pw), stride)
+    g = rng.randn(*choice.shape)
+    lhs = np.sum(window_take(x, choice, (ph, pw), stride) * g)
+    rhs = np.sum(x * window_put(g, choice, shape[2:], (ph, pw), stride))
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES[:4])
+def test_window_take_and_put_second_order(shape, pool):
+    ph, pw, stride = pool
+    x = rng.randn(*shape)
+    choice = window_argmax(x, (ph, pw), stride)
+    check_grads(lambda x: window_take(x, choice, (ph, pw), stride), modes=["rev"], order=2)(x)
+    g = rng.randn(*choice.shape)
+    check_grads(lambda g: window_put(g, choice, shape[2:], (ph, pw), stride), modes=["rev"], order=2)(g)
+
+
+def assert_conv_matches_reference(x, w, b, stride, pad, tol=1e-10):
+    out, cache = conv_forward_naive(x, w, b, {"stride": stride, "pad": pad})
+    vjp, ours = make_vjp(lambda args: ops.conv2d(*args, stride, pad, impl="fast"))((x, w, b))
+    g = rng.randn(*out.shape)
+    np.testing.assert_allclose(ours, out, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours, ops.conv2d(x, w, b, stride, pad, impl="scipy"), rtol=0, atol=tol)
+    for derived, written in zip(vjp(g), conv_backward_naive(g, cache)):
+        np.testing.assert_allclose(derived, written, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES)
+def test_fast_conv_matches_reference_in_float64(shape, filters, stride, pad):
+    f, kh, kw = filters
+    x, w, b = rng.randn(*shape), rng.randn(f, shape[1], kh, kw), rng.randn(f)
+    assert_conv_matches_reference(x, w, b, stride, pad)
+
+
+@pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES[:4])
+def test_fast_conv_second_order(shape, filters, stride, pad):
+    f, kh, kw = filters
+    x, w, b = rng.randn(*shape), rng.randn(f, shape[1], kh, kw), rng.randn(f)
+    check_grads(lambda x, w, b: ops.conv2d(x, w, b, stride, pad, impl="fast"), modes=["rev"], order=2)(x, w, b)
+
+
+def assert_pool_matches_reference(x, ph, pw, stride):
+    out, cache = max_pool_forward_naive(x, {"pool_height": ph, "pool_width": pw, "stride": stride})
+    vjp, ours = make_vjp(lambda x: ops.max_pool2d(x, ph, pw, stride, impl="fast"))(x)
+    g = rng.randn(*out.shape)
+    np.testing.assert_array_equal(ours, out)
+    np.testing.assert_allclose(vjp(g), max_pool_backward_naive(g, cache), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES)
+def test_fast_pool_matches_reference_including_ties(shape, pool):
+    x = rng.randn(*shape)
+    x[:, 0] = 0.0  # relu-like plateaus: every window of channel 0 is a tie
+    assert_pool_matches_reference(x, *pool)
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES[:4])
+def test_fast_pool_second_order(shape, pool):
+    check_grads(lambda x: ops.max_pool2d(x, *pool, impl="fast"), modes=["rev"], order=2)(rng.randn(*shape))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 3), f=st.integers(1, 3),
+    h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
+    stride=st.integers(1, 3), pad=st.integers(0, 2), seed=st.integers(0, 2**16),
+)
+def test_fast_conv_matches_reference_on_drawn_shapes(n, c, f, h, w, kh, kw, stride, pad, seed):
+    if kh > h + 2 * pad or kw > w + 2 * pad:
+        return
+    draw = np.random.RandomState(seed)
+    assert_conv_matches_reference(draw.randn(n, c, h, w), draw.randn(f, c, kh, kw), draw.randn(f), stride, pad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+    ph=st.integers(1, 4), pw=st.integers(1, 4), stride=st.integers(1, 4), seed=st.integers(0, 2**16),
+)
+def test_fast_pool_matches_reference_on_drawn_shapes(n, c, h, w, ph, pw, stride, seed):
+    if ph > h or pw > w:
+        return
+    x = np.random.RandomState(seed).randn(n, c, h, w)
+    x[:, :, ::2] = np.maximum(x[:, :, ::2], 0.0)  # some ties at zero
+    assert_pool_matches_reference(x, ph, pw, stride)
+
+
+def test_float32_stays_float32():
+    """No silent upcast: float32 in, float32 values and gradients out (BLAS speed)."""
+    x, w, b = (a.astype(np.float32) for a in (rng.randn(2, 3, 8, 8), rng.randn(4, 3, 3, 3), rng.randn(4)))
+    vjp, out = make_vjp(lambda args: ops.max_pool2d(ops.conv2d(*args, 1, 1), 2, 2, 2))((x, w, b))
+    assert out.dtype == np.float32
+    assert all(grad.dtype == np.float32 for grad in vjp(np.ones_like(out)))
