@@ -4,8 +4,9 @@ Same contracts as the naive layers in reference.conv_layers, but:
 
 - convolution is im2col (a strided window view copied into one contiguous columns
   matrix) followed by a single BLAS matmul; the backward pass gets dw from one
-  matmul and folds the column gradients back with col2im, done as a loop over the
-  HH * WW kernel offsets that adds one strided slice per offset;
+  matmul, and dx from column gradients (formed one cache-sized block of images at
+  a time) folded back by col2im, a loop over the HH * WW kernel offsets that adds
+  one strided slice per offset;
 - max pooling reshapes when the windows exactly tile the input and otherwise
   reduces a strided window view; the backward pass loops over the window offsets.
 
@@ -48,6 +49,29 @@ def _offset_slice(offset: int, stride: int, count: int) -> slice:
 # ---------------------------------------------------------------------------
 # Convolution
 # ---------------------------------------------------------------------------
+
+# Size of one block of column gradients in conv_backward_fast: about what the CPU
+# caches hold, so each block is written and read back without a trip to memory.
+_DCOLS_BLOCK_BYTES = 8 * 2**20
+
+
+def _col2im_add(dx_padded: np.ndarray, dcols: np.ndarray, stride: int) -> None:
+    """
+    Add column gradients back onto the (padded) input they were taken from.
+
+    Inputs:
+    - dx_padded: Array of shape (C, N, Hp, Wp), updated in place
+    - dcols: Array of shape (C, HH, WW, N, H', W'); dcols[c, kh, kw, n, i, j] is the
+      gradient for input pixel (n, c, i * stride + kh, j * stride + kw)
+
+    For a fixed kernel offset (kh, kw) those pixels form one strided slice of
+    dx_padded, so the loop runs over the HH * WW offsets, not over pixels.
+    """
+    _, HH, WW, _, out_h, out_w = dcols.shape
+    for kh in range(HH):
+        rows = _offset_slice(kh, stride, out_h)
+        for kw in range(WW):
+            dx_padded[:, :, rows, _offset_slice(kw, stride, out_w)] += dcols[:, kh, kw]
 
 
 def conv_forward_fast(
@@ -111,15 +135,19 @@ def conv_backward_fast(
     # Same product as dout_mat @ cols.T; this operand order is markedly faster in
     # OpenBLAS when the contraction (N * H' * W') is this long.
     dw = (cols @ dout_mat.T).T.reshape(w.shape)
-    dcols = (w.reshape(F, -1).T @ dout_mat).reshape(C, HH, WW, N, out_h, out_w)
 
-    # col2im: the (kh, kw) rows of dcols hold, for every output pixel, the gradient
-    # of the input pixel at kernel offset (kh, kw); those pixels form one strided slice.
-    dx_padded = np.zeros((C, N, H + 2 * pad, W + 2 * pad), dtype=dcols.dtype)
-    for kh in range(HH):
-        rows = _offset_slice(kh, stride, out_h)
-        for kw in range(WW):
-            dx_padded[:, :, rows, _offset_slice(kw, stride, out_w)] += dcols[:, kh, kw]
+    # dx: dcols = w_mat.T @ dout_mat, folded back by col2im. It is formed a block of
+    # images at a time so that each block of dcols stays in cache instead of
+    # materialising a second matrix as large as cols.
+    w_mat_t = w.reshape(F, -1).T  # (C * HH * WW, F)
+    pixels_per_image = out_h * out_w
+    images_per_block = max(1, _DCOLS_BLOCK_BYTES // (cols.shape[0] * pixels_per_image * cols.itemsize))
+    dx_padded = np.zeros((C, N, H + 2 * pad, W + 2 * pad), dtype=np.result_type(w, dout))
+    for first in range(0, N, images_per_block):
+        last = min(N, first + images_per_block)
+        dout_block = dout_mat[:, first * pixels_per_image : last * pixels_per_image]
+        dcols = (w_mat_t @ dout_block).reshape(C, HH, WW, last - first, out_h, out_w)
+        _col2im_add(dx_padded[:, first:last], dcols, stride)
 
     dx = dx_padded[:, :, pad : pad + H, pad : pad + W].transpose(1, 0, 2, 3)
     return np.ascontiguousarray(dx), dw, db
@@ -191,15 +219,23 @@ def max_pool_backward_fast(dout: np.ndarray, cache: tuple) -> np.ndarray:
     pool_h, pool_w, stride = _pool_geometry(pool_param)
     _, _, out_h, out_w = out.shape
 
+    # Windows overlap when the stride is smaller than the window; then one input
+    # element can be the maximum of several windows and must collect all of them.
+    windows_overlap = stride < pool_h or stride < pool_w
+
     # zeros_like keeps x's memory layout, so dx matches the upstream conv output's.
     dx = np.zeros_like(x, dtype=dout.dtype)
     max_not_found_yet = np.ones(out.shape, dtype=bool)
+    is_first_max = np.empty(out.shape, dtype=bool)
     for di in range(pool_h):
         rows = _offset_slice(di, stride, out_h)
         for dj in range(pool_w):
             at_offset = (slice(None), slice(None), rows, _offset_slice(dj, stride, out_w))
-            is_first_max = max_not_found_yet & (x[at_offset] == out)
-            # += because overlapping windows may pick the same input element.
-            dx[at_offset] += np.where(is_first_max, dout, 0)
-            max_not_found_yet &= ~is_first_max
+            np.equal(x[at_offset], out, out=is_first_max)
+            is_first_max &= max_not_found_yet
+            if windows_overlap:
+                dx[at_offset] += is_first_max * dout
+            else:
+                np.multiply(is_first_max, dout, out=dx[at_offset])
+            max_not_found_yet ^= is_first_max
     return dx
