@@ -25,6 +25,7 @@ from reference.conv_layers import (
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
 )
+import reference.fast_layers
 from reference.fast_layers import (
     conv_backward_fast,
     conv_forward_fast,
@@ -248,6 +249,18 @@ def test_fast_pool_equals_naive(case):
 def test_fast_pool_equals_naive_with_many_ties(case):
     x, pool_param = _pool_inputs(case)
     _assert_fast_pool_equals_naive(np.round(x), pool_param)  # few distinct values: ties everywhere
+
+
+@pytest.mark.parametrize("images_per_block", [1, 2, 4])
+def test_fast_conv_backward_is_unchanged_by_blocking_over_images(monkeypatch, images_per_block):
+    # conv_backward_fast forms the column gradients a few images at a time; force
+    # several blocks, including a ragged last one (5 images in blocks of 2 or 4).
+    case = (5, 2, 6, 5, 3, 3, 3, 2, 1)
+    N, C, H, W, F, HH, WW, stride, pad = case
+    out_pixels = (1 + (H + 2 * pad - HH) // stride) * (1 + (W + 2 * pad - WW) // stride)
+    bytes_per_image = C * HH * WW * out_pixels * 8
+    monkeypatch.setattr(reference.fast_layers, "_DCOLS_BLOCK_BYTES", images_per_block * bytes_per_image)
+    _assert_fast_conv_equals_naive(*_conv_inputs(case))
 
 
 @settings(max_examples=40, deadline=None)
