@@ -568,6 +568,8 @@ class ModelCase:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model class of the notebook (by name) and the cases it is checked on."""
+
     name: str
     cases: tuple[ModelCase, ...]
 
@@ -616,7 +618,7 @@ def _call(send: Send, function: str, case: Case, outputs: list[str], fn: Callabl
     return result
 
 
-def _as_tuple(value: Any, count: int) -> tuple | str:
+def as_gradient_tuple(value: Any, count: int) -> tuple | str:
     """A backward's return value as a tuple of count gradients, or the reason it is not."""
     if count == 1:
         return (value,)
@@ -691,7 +693,7 @@ def _run_layer_spec(spec: LayerSpec, user: dict[str, Callable], rng: np.random.R
             emit(spec.forward, key, case, error, problem, hints)
 
         dout = rng.randn(*np.shape(expected_out))
-        expected_grads = _as_tuple(getattr(mine, spec.backwards[0])(dout.copy(), expected_cache), len(spec.grads))
+        expected_grads = as_gradient_tuple(getattr(mine, spec.backwards[0])(dout.copy(), expected_cache), len(spec.grads))
         for name in backwards:
             user_dout = dout.copy()
             try:
@@ -704,7 +706,7 @@ def _run_layer_spec(spec: LayerSpec, user: dict[str, Callable], rng: np.random.R
                 for grad in spec.grads:
                     emit(name, grad, case, problem=_describe_exception(error))
                 continue
-            grads = _as_tuple(grads, len(spec.grads))
+            grads = as_gradient_tuple(grads, len(spec.grads))
             if isinstance(grads, str):
                 for grad in spec.grads:
                     emit(name, grad, case, problem=grads)

@@ -220,10 +220,10 @@ def layer_agreement(seed: int = 0) -> list[dict]:
         else:
             out, cache = getattr(autocnn.layers, spec.forward)(*args())
             dout = rng.randn(*np.shape(out))
-            autograd_grads = list(check._as_tuple(getattr(autocnn.layers, spec.backwards[0])(dout, cache),
+            autograd_grads = list(check.as_gradient_tuple(getattr(autocnn.layers, spec.backwards[0])(dout, cache),
                                                   len(spec.grads)))
             _, their_cache = reference[spec.forward](*args())
-            hand_grads = list(check._as_tuple(reference[spec.backwards[0]](dout, their_cache), len(spec.grads)))
+            hand_grads = list(check.as_gradient_tuple(reference[spec.backwards[0]](dout, their_cache), len(spec.grads)))
             numerical = []
             for index in _differentiable(spec):
                 base = args()
@@ -355,7 +355,8 @@ def step_size_study(quick: bool = False, seed: int = 0) -> dict:
 def _run_benchmark(quick: bool) -> dict | None:
     """autocnn.bench's benchmark (its own timing code), or None when that module is absent."""
     run_benchmark = _resolve("autocnn.bench.run_benchmark")
-    return None if run_benchmark is None else run_benchmark(quick=quick)
+    # Peak memory is the benchmark's own business; the report only needs the timings.
+    return None if run_benchmark is None else run_benchmark(quick=quick, memory=False)
 
 
 # -------------------------------------------------------------------- figures
@@ -538,13 +539,25 @@ def _speed_markdown(result: dict | None, figure: str | None, asked: bool = True)
     if result is None:
         reason = "`autocnn.bench` (the benchmark) is not available in this checkout" if asked else "--no-speed"
         return [f"Not measured ({reason}).", ""]
-    lines = []
+    machine = result.get("machine", {})
+    load = machine.get("load_average_start")
+    quick = result.get("settings", {}).get("quick")
+    lines = [f"Times from `autocnn.bench` (`run_benchmark`: interleaved repetitions, medians), reference's "
+             f"hand-written fast layers against autocnn's default formulation with autograd's backward; "
+             f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
+             + (f", load average {load[0]:.1f} at the start" if load else "") + "."
+             + (" **Quick run: tiny sizes, the times say nothing about speed.**" if quick else ""), ""]
     rows = _speed_rows(result)
     if rows:
         lines += ["| benchmark | reference (ms) | autocnn (ms) | autocnn / reference |", "|---|---:|---:|---:|"]
         for row in rows:
             lines.append(f"| {row['name']} | {row['reference_ms']:.2f} | {row['autocnn_ms']:.2f} | "
                          f"{row['ratio']:.2f}× |")
+        steps = [row for row in rows if "train step" in row["name"]]
+        if steps:
+            lines += ["", "Whole training steps (loss, gradients, Adam): autocnn takes "
+                      + ", ".join(f"{row['ratio']:.2f}× ({row['name']})" for row in steps)
+                      + " the hand-written time."]
         lines.append("")
     if figure:
         lines += [f"![speed ratios]({figure})", ""]
@@ -552,13 +565,21 @@ def _speed_markdown(result: dict | None, figure: str | None, asked: bool = True)
 
 
 def _speed_rows(result: dict) -> list[dict]:
-    """Benchmark entries that have both a reference and an autocnn time (to be adapted to autocnn.bench)."""
-    return list(result.get("rows", []))
+    """Benchmark entries with both a reference and an autocnn time (``run_benchmark``'s 'rows')."""
+    return [row for row in result.get("rows", []) if row.get("ratio") is not None]
+
+
+def _load_benchmark(path: Path) -> dict:
+    """Results that `autocnn bench --json PATH` wrote earlier (to reuse a run, not time again)."""
+    import json
+
+    return json.loads(Path(path).read_text())
 
 
 # ---------------------------------------------------------------------- main
 
-def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_speed: bool = True) -> Path:
+def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_speed: bool = True,
+             bench_json: Path | None = None) -> Path:
     """
     Write report.md and its PNGs into out.
 
@@ -567,6 +588,7 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
     - quick: Fewer step sizes and the quick benchmark, for a smoke test
     - seed: Seed of every random input
     - with_speed: Run the benchmark (autocnn.bench) for section 3
+    - bench_json: Use the results of an earlier `autocnn bench --json` run instead
 
     Returns:
     - path: The report.md written
@@ -580,7 +602,10 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
     results["layers"] = layer_agreement(seed)
     results["models"] = model_agreement(seed)
     results["step_size"] = step_size_study(quick, seed)
-    results["speed"] = _run_benchmark(quick) if with_speed else None
+    if bench_json is not None:
+        results["speed"] = _load_benchmark(bench_json)
+    else:
+        results["speed"] = _run_benchmark(quick) if with_speed else None
     results["speed_asked"] = with_speed
     figures = {"loc": "lines_of_code.png", "step": "step_size.png"}
     _plot_lines_of_code(results["loc"], out / figures["loc"])
@@ -601,14 +626,24 @@ def _plot_speed(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = _speed_rows(result)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.8))
+    colours = {"train step": "tab:red", "forward+backward": "tab:blue", "forward": "tab:gray"}
+
+    def phase(name: str) -> str:
+        return next(key for key in colours if key in name) if any(key in name for key in colours) else "forward"
+
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.8))
     position = np.arange(len(rows))
-    ax.barh(position, [r["ratio"] for r in rows], color="tab:blue")
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(position, [r["name"] for r in rows])
+    ax.barh(position, [r["ratio"] for r in rows], color=[colours[phase(r["name"])] for r in rows])
+    ax.axvline(1.0, color="black", linewidth=0.9)
+    ax.set_xscale("log")
+    ax.set_yticks(position, [r["name"] for r in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("time ratio autocnn / reference (below 1: autocnn faster)")
-    ax.set_title("Speed: autograd-derived vs hand-written backprop")
+    ax.set_xlabel("time ratio autocnn / reference (log scale; < 1: autocnn faster, > 1: hand-written faster)")
+    quick = " (quick run: tiny sizes)" if result.get("settings", {}).get("quick") else ""
+    ax.set_title("Speed: autograd-derived backward vs hand-written backprop" + quick)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours.values()]
+    ax.legend(handles, list(colours), fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -622,7 +657,11 @@ def _cpu_count() -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `autocnn report`."""
-    path = generate(Path(args.out), quick=args.quick, seed=args.seed, with_speed=not args.no_speed)
+    bench_json = Path(args.bench_json) if args.bench_json else None
+    if bench_json is not None and not bench_json.is_file():
+        raise ValueError(f"no benchmark results at {bench_json}")
+    path = generate(Path(args.out), quick=args.quick, seed=args.seed, with_speed=not args.no_speed,
+                    bench_json=bench_json)
     print(f"report written to {path}")
     return 0
 
@@ -638,4 +677,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer step sizes and the quick benchmark (smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default %(default)s)")
     parser.add_argument("--no-speed", action="store_true", help="skip the benchmark section")
+    parser.add_argument("--bench-json", metavar="PATH",
+                        help="take the speed section from an earlier `autocnn bench --json PATH` run")
     parser.set_defaults(func=run)
