@@ -26,6 +26,7 @@ class DerivedCache:
 
     vjp: Callable[[Any], tuple]
     num_inputs: int
+    out_shape: tuple[int, ...]
 
 
 def _plain(value):
@@ -67,7 +68,7 @@ def forward(op: Callable, *inputs, **settings) -> tuple[Any, DerivedCache]:
     - cache: For `backward`
     """
     vjp, out, _ = _run_traced(op, inputs, settings, with_aux=False)
-    return out, DerivedCache(vjp, len(inputs))
+    return out, DerivedCache(vjp, len(inputs), onp.shape(out))
 
 
 def forward_with_aux(op: Callable, *inputs, **settings) -> tuple[Any, tuple, DerivedCache]:
@@ -80,7 +81,7 @@ def forward_with_aux(op: Callable, *inputs, **settings) -> tuple[Any, tuple, Der
     - cache: For `backward`
     """
     vjp, out, aux = _run_traced(op, inputs, settings, with_aux=True)
-    return out, aux, DerivedCache(vjp, len(inputs))
+    return out, aux, DerivedCache(vjp, len(inputs), onp.shape(out))
 
 
 def backward(dout, cache: DerivedCache):
@@ -100,6 +101,8 @@ def backward(dout, cache: DerivedCache):
             f"cache must come from an autocnn *_forward function, got {type(cache).__name__}; "
             "caches of other implementations cannot be mixed with autocnn backward passes"
         )
+    if onp.shape(dout) != cache.out_shape:
+        raise ValueError(f"dout must have the forward output's shape {cache.out_shape}, got shape {onp.shape(dout)}")
     grads = cache.vjp(dout)
     return grads[0] if cache.num_inputs == 1 else grads
 

@@ -5,6 +5,8 @@ every ``*_backward`` is ``autocnn.derive.backward``, autograd's vector-Jacobian 
 that forward. No backward here is written by hand. Names, signatures and dict keys match
 ``reference`` (the hand-written oracle), so a notebook can import this module instead of
 its own layers and run unchanged. Caches are opaque: pass them only to autocnn backwards.
+Inputs are checked against the notebook API's contract (``reference.validation``, shared
+with the hand-written side): bad shapes or parameters raise ValueError naming them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as onp
 from autocnn import ops
 from autocnn.derive import DerivedCache, backward, forward, forward_with_aux
 from autocnn.param_dicts import batchnorm_settings, dropout_keep
+from reference import validation as check
 
 Cache = DerivedCache
 
@@ -33,6 +36,7 @@ def affine_forward(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray) -> tuple[onp.
     - out: Array of shape (N, M)
     - cache: For affine_backward, which returns (dx, dw, db) shaped like (x, w, b)
     """
+    check.check_affine(x, w, b)
     return forward(ops.affine, x, w, b)
 
 
@@ -48,6 +52,7 @@ def relu_forward(x: onp.ndarray) -> tuple[onp.ndarray, Cache]:
     - out: max(0, x), same shape
     - cache: For relu_backward, which returns dx
     """
+    check.check_float_array("x", x)
     return forward(ops.relu, x)
 
 
@@ -56,6 +61,7 @@ relu_backward = backward
 
 def _batchnorm_layer(op, x, gamma, beta, bn_param: dict) -> tuple[onp.ndarray, Cache]:
     """Run a batchnorm op, writing its updated running statistics into bn_param."""
+    check.check_batchnorm(x, gamma, beta, bn_param, spatial=op is ops.spatial_batchnorm)
     settings = batchnorm_settings(bn_param, gamma.shape[0], x.dtype)
     out, (running_mean, running_var), cache = forward_with_aux(op, x, gamma, beta, **settings)
     bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
@@ -96,6 +102,7 @@ def dropout_forward(x: onp.ndarray, dropout_param: dict) -> tuple[onp.ndarray, C
     - out: Array of x's shape
     - cache: For dropout_backward, which returns dx
     """
+    check.check_dropout(x, dropout_param)
     keep_prob, keep = dropout_keep(dropout_param, x.shape)
     return forward(ops.dropout, x, keep_prob=keep_prob, keep=keep)
 
@@ -104,6 +111,7 @@ dropout_backward = backward
 
 
 def _loss_and_grad(op, x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
+    check.check_scores_and_labels(x, y)
     loss, cache = forward(op, x, y=y)
     return loss, backward(onp.ones_like(loss), cache)
 
@@ -137,10 +145,12 @@ def svm_loss(x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
 # ---------------------------------------------------------------- conv_layers / fast_layers
 
 def _conv_layer(x, w, b, conv_param: dict, impl: str) -> tuple[onp.ndarray, Cache]:
+    check.check_conv(x, w, b, conv_param)
     return forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"], impl=impl)
 
 
 def _pool_layer(x, pool_param: dict, impl: str) -> tuple[onp.ndarray, Cache]:
+    check.check_pool(x, pool_param)
     return forward(
         ops.max_pool2d,
         x,

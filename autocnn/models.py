@@ -22,6 +22,7 @@ import numpy as onp
 from autocnn import ops
 from autocnn.derive import value_and_grad_with_aux
 from autocnn.param_dicts import batchnorm_settings, dropout_keep
+from reference import validation as check
 
 DATA_LOSSES = {"softmax": ops.softmax_loss, "svm": ops.svm_loss}
 
@@ -75,6 +76,8 @@ class ConvNet:
             raise ValueError(f"dropout (keep probability) must be in (0, 1], got {dropout!r}")
         if blocks and filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so 'same' padding exists, got {filter_size}")
+        self.input_shape = (int(input_dim),) if isinstance(input_dim, (int, onp.integer)) else tuple(input_dim)
+        self.num_classes = num_classes
         self.blocks = [tuple(block) for block in blocks]
         self.filter_size = filter_size
         self.hidden_dims = list(hidden_dims)
@@ -201,7 +204,8 @@ class ConvNet:
         - grads: Dictionary with the same keys as self.params, mapping parameter names
           to gradients of the loss with respect to those parameters.
         """
-        X = onp.asarray(X).astype(self.dtype, copy=False)
+        check.check_model_input(X, self.input_shape, y, self.num_classes)
+        X = X.astype(self.dtype, copy=False)
         train = y is not None
         for bn_param in self.bn_params:
             bn_param["mode"] = "train" if train else "test"

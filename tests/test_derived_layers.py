@@ -7,7 +7,7 @@ errors are ~1e-13), and the notebook's 1e-5 in float32.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import reference.conv_layers as ref_conv
@@ -73,18 +73,22 @@ def compare(ours_forward, ours_backward, ref_forward, ref_backward, inputs, extr
 
 @st.composite
 def conv_cases(draw):
+    """Valid conv configurations: the windows cover the padded input exactly."""
     n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
     pad, stride = draw(st.integers(0, 2)), draw(st.integers(1, 3))
     hh, ww = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    h = draw(st.integers(max(1, hh - 2 * pad), 9))
-    w = draw(st.integers(max(1, ww - 2 * pad), 9))
+    out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h, w = (out_h - 1) * stride + hh - 2 * pad, (out_w - 1) * stride + ww - 2 * pad
+    assume(h >= 1 and w >= 1)
     return (n, c, h, w), (f, c, hh, ww), {"stride": stride, "pad": pad}
 
 
 @st.composite
 def pool_cases(draw):
+    """Valid pools, overlapping (stride < window) or not."""
     ph, pw, stride = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(ph, 9)), draw(st.integers(pw, 9)))
+    out_h, out_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), (out_h - 1) * stride + ph, (out_w - 1) * stride + pw)
     return shape, {"pool_height": ph, "pool_width": pw, "stride": stride}
 
 
@@ -134,7 +138,7 @@ def test_max_pool(dtype, ours, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_names_match_reference_fast_layers(dtype):
     rng = np.random.RandomState(3)
-    x, w, b = rng.randn(4, 3, 11, 8), rng.randn(5, 3, 3, 3), rng.randn(5)
+    x, w, b = rng.randn(4, 3, 11, 9), rng.randn(5, 3, 3, 3), rng.randn(5)
     conv_param, pool_param = {"stride": 2, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
     compare(layers.conv_forward_fast, layers.conv_backward_fast, ref_fast.conv_forward_fast, ref_fast.conv_backward_fast,
             [x, w, b], lambda: (conv_param,), dtype)
@@ -215,10 +219,10 @@ SANDWICHES = {
     "conv_relu": lambda r: ([r.randn(2, 3, 7, 6), r.randn(4, 3, 3, 3), r.randn(4)], lambda: ({"stride": 1, "pad": 1},)),
     "conv_relu_pool": lambda r: ([r.randn(2, 3, 8, 6), r.randn(4, 3, 3, 3), r.randn(4)],
                                  lambda: ({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2})),
-    "conv_batchnorm_relu": lambda r: ([r.randn(2, 3, 7, 6), r.randn(4, 3, 3, 3), r.randn(4), r.randn(4), r.randn(4)],
+    "conv_batchnorm_relu": lambda r: ([r.randn(2, 3, 7, 9), r.randn(4, 3, 3, 3), r.randn(4), r.randn(4), r.randn(4)],
                                       lambda: ({"stride": 2, "pad": 1}, {"mode": "train"})),
     "conv_batchnorm_relu_pool": lambda r: (
-        [r.randn(2, 3, 8, 8), r.randn(4, 3, 3, 3), r.randn(4), r.randn(4), r.randn(4)],
+        [r.randn(2, 3, 9, 7), r.randn(4, 3, 3, 3), r.randn(4), r.randn(4), r.randn(4)],
         lambda: ({"stride": 1, "pad": 1}, {"mode": "train"}, {"pool_height": 3, "pool_width": 3, "stride": 2}),
     ),
 }

