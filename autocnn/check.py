@@ -55,6 +55,7 @@ DEFAULT_TARGET = "reference"
 LAYER_TOLERANCE = 1e-6
 MODEL_TOLERANCE = 1e-6
 DEFAULT_TIMEOUT = 10.0
+BETWEEN_CALLS_TIMEOUT = 120.0  # autocnn's side of a group, however loaded the machine
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -877,19 +878,23 @@ def _worker(job: Callable[[Send], None], connection) -> None:
         connection.close()
 
 
-def run_isolated(job: Callable[[Send], None], timeout: float) -> tuple[list[tuple], str]:
+def run_isolated(job: Callable[[Send], None], timeout: float,
+                 between_calls: float | None = None) -> tuple[list[tuple], str]:
     """
     Run job(send) in a forked process and collect what it sends.
 
     Inputs:
     - job: Function of one argument, send(event_tuple); called in the child
-    - timeout: Seconds the child may stay silent (it sends an event around every user
-      call, so this is a per-call limit); then it is killed with SIGKILL
+    - timeout: Seconds the child may stay silent; then it is killed with SIGKILL
+    - between_calls: If given, `timeout` applies only while user code runs (between a
+      ('call', ...) and its ('returned', ...) event) and this longer limit otherwise, so
+      that the checker's own work never counts against the user's time (matters on a
+      loaded machine)
 
     Returns a tuple of:
     - events: Everything the child sent, in order (without the final 'done')
-    - failure: '' when the job finished, else why it did not ('timeout', 'crashed: ...',
-      'died with exit code ...')
+    - failure: '' when the job finished, else why it did not ('timed out after 2 s',
+      'crashed: ...', 'died with exit code ...')
     """
     context = multiprocessing.get_context("fork")  # fork: the child inherits the loaded user code
     receiver, sender = context.Pipe(duplex=False)
@@ -898,10 +903,11 @@ def run_isolated(job: Callable[[Send], None], timeout: float) -> tuple[list[tupl
     sender.close()
     events: list[tuple] = []
     failure = ""
+    limit = timeout if between_calls is None else between_calls
     try:
         while True:
-            if not receiver.poll(timeout):
-                failure = "timeout"
+            if not receiver.poll(limit):
+                failure = f"timed out after {limit:g} s"
                 break
             try:
                 event = receiver.recv()
@@ -914,6 +920,8 @@ def run_isolated(job: Callable[[Send], None], timeout: float) -> tuple[list[tupl
             if event[0] == "crashed":
                 failure = f"crashed: {event[1]}"
                 break
+            if between_calls is not None and event[0] in ("call", "returned"):
+                limit = timeout if event[0] == "call" else between_calls
             events.append(event)
     finally:
         if process.is_alive():
@@ -1053,8 +1061,7 @@ def load_target(target: str, timeout: float = DEFAULT_TIMEOUT) -> LoadedTarget:
 
     events, failure = run_isolated(trial, timeout)
     if failure:
-        reason = f"timed out after {timeout:g} s" if failure == "timeout" else failure
-        return LoadedTarget(target, {}, {}, [(target, f"import {reason}")])
+        return LoadedTarget(target, {}, {}, [(target, f"import {failure}")])
     with contextlib.redirect_stdout(io.StringIO()):  # prints at import must not garble the table
         modules, problems = _import_modules(target)
     namespace, origins = _collect(modules)
@@ -1113,7 +1120,7 @@ def summarize(function: str, output: str, outcomes: list[Outcome], tolerance: fl
     return Row(function, output, worst_error, tolerance, FAIL, "; ".join(parts), worst.case, module)
 
 
-def _rows_from_events(function_outputs: list[tuple[str, str]], events: list[tuple], failure: str, timeout: float,
+def _rows_from_events(function_outputs: list[tuple[str, str]], events: list[tuple], failure: str,
                       tolerance: float, origins: dict[str, str]) -> list[Row]:
     """Rows of one group, turning a timeout or a dead worker into problems on the right rows."""
     outcomes: dict[tuple[str, str], list[Outcome]] = {key: [] for key in function_outputs}
@@ -1127,10 +1134,7 @@ def _rows_from_events(function_outputs: list[tuple[str, str]], events: list[tupl
         elif event[0] == "returned":
             running = None
     if failure:
-        if failure == "timeout":
-            text = f"timed out after {timeout:g} s (infinite loop?)"
-        else:
-            text = f"the worker {failure}"
+        text = f"{failure} (infinite loop?)" if failure.startswith("timed out") else f"the worker {failure}"
         if running is not None:
             function, case, outputs = running
             for output in outputs:
@@ -1159,6 +1163,7 @@ def check_loaded(loaded: LoadedTarget, timeout: float = DEFAULT_TIMEOUT, seed: i
     rows = [Row(f"import {module}", "-", None, 0.0, FAIL, message, module=module)
             for module, message in loaded.problems]
     user = loaded.namespace
+    idle = max(BETWEEN_CALLS_TIMEOUT, timeout)  # the checker's own work between user calls
     for spec in LAYER_SPECS:
         if spec.forward not in user:
             rows += [Row(name, "-", None, layer_tolerance, SKIP, f"no {spec.forward} to make its cache",
@@ -1172,8 +1177,8 @@ def check_loaded(loaded: LoadedTarget, timeout: float = DEFAULT_TIMEOUT, seed: i
             keys += [(name, grad) for name in backwards for grad in spec.grads]
         rng = np.random.RandomState(_spec_seed(seed, spec.name))
         events, failure = run_isolated(
-            lambda send, spec=spec, rng=rng: _run_layer_spec(spec, user, rng, send, layer_tolerance), timeout)
-        rows += _rows_from_events(keys, events, failure, timeout, layer_tolerance, loaded.origins)
+            lambda send, spec=spec, rng=rng: _run_layer_spec(spec, user, rng, send, layer_tolerance), timeout, idle)
+        rows += _rows_from_events(keys, events, failure, layer_tolerance, loaded.origins)
     for spec in MODEL_SPECS:
         if spec.name not in user or not isinstance(user[spec.name], type):
             continue
@@ -1182,8 +1187,8 @@ def check_loaded(loaded: LoadedTarget, timeout: float = DEFAULT_TIMEOUT, seed: i
         rng = np.random.RandomState(_spec_seed(seed, spec.name))
         events, failure = run_isolated(
             lambda send, spec=spec, rng=rng: _run_model_spec(spec, user[spec.name], rng, send, model_tolerance),
-            timeout)
-        rows += _rows_from_events(keys, events, failure, timeout, model_tolerance, loaded.origins)
+            timeout, idle)
+        rows += _rows_from_events(keys, events, failure, model_tolerance, loaded.origins)
     return rows
 
 

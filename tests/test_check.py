@@ -173,3 +173,18 @@ def test_wrong_types_and_nan_are_problems():
 def test_worker_that_dies_is_reported():
     events, failure = run_isolated(lambda send: os._exit(3), timeout=5)
     assert events == [] and failure == "died with exit code 3"
+
+
+def test_timeout_applies_to_user_calls_not_to_the_checker():
+    def slow_checker_then_hung_user(send):
+        time.sleep(0.6)  # the checker's own work: allowed up to between_calls
+        send(("outcome", "ok"))
+        send(("call", "relu_backward", "case", ("dx",)))
+        while True:  # user code that never returns
+            pass
+
+    start = time.monotonic()
+    events, failure = run_isolated(slow_checker_then_hung_user, timeout=0.3, between_calls=5.0)
+    assert failure == "timed out after 0.3 s"
+    assert [e[0] for e in events] == ["outcome", "call"]
+    assert time.monotonic() - start < 4
