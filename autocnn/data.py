@@ -734,3 +734,47 @@ def get_CIFAR10_data(num_training: int = 49000, num_validation: int = 1000, num_
         "X_val": X_val, "y_val": train_labels[validation],
         "X_test": X_test, "y_test": test_labels[:num_test],
     }
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def add_parser(subparsers: Any) -> None:
+    """Declare ``autocnn data``."""
+    parser = subparsers.add_parser(
+        "data",
+        help="where CIFAR-10 is looked for, whether it is there and verified; --download",
+        description="Show where CIFAR-10 is looked for (--data, $AUTOCNN_DATA, the cache), what is found at "
+                    "each place and whether it is verified (a tarball against the SHA256SUMS beside it or the "
+                    "official MD5). Exit status 0 when the place a loader uses holds the data and no checksum "
+                    "mismatches, 1 otherwise.",
+    )
+    parser.add_argument("--data", dest="data_dir", metavar="DIR", help="a folder or tarball to look at first")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip checksumming the tarball (reads the whole 163 MB file)")
+    parser.add_argument("--download", action="store_true",
+                        help=f"download {TARBALL_NAME} into the cache ({cache_dir()}) if the cache holds no CIFAR-10")
+    parser.set_defaults(func=_data_command)
+
+
+def _data_command(args: Any) -> int:
+    if args.download:
+        cache = cache_dir()
+        found = _find_in(cache)
+        if found is not None:
+            print(f"The cache {cache} already holds CIFAR-10 ({found[0]} {found[1]}); nothing downloaded.")
+        else:
+            print(f"Downloaded and verified {download_CIFAR10(cache)}")
+    print(format_data_sources(args.data_dir, verify=args.verify))
+    # The status needs no second checksum pass: a mismatch is only possible for a tarball.
+    selected = next(report for report in describe_data_sources(args.data_dir) if report["selected"])
+    if selected["found"] is None:
+        if selected["origin"] == "cache":
+            print(f"No CIFAR-10 in the cache. Run 'autocnn data --download' (needs internet) "
+                  f"or set AUTOCNN_DATA to a folder holding {TARBALL_NAME}.")
+        else:
+            print(f"No CIFAR-10 at {selected['path']} ({selected['origin']}), the place a loader would use.")
+        return 1
+    if args.verify and selected["found"] == "tarball" and _verify_tarball(Path(selected["location"]))[0] is False:
+        return 1
+    return 0
