@@ -62,7 +62,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - stride: Step between receptive fields
     - pad: Zeros added on each side of H and W
     - impl: How the sum is computed; all give the same numbers:
-      'fast'  - im2col patch matrix of every image times w as a matrix (one batched GEMM),
+      'fast'  - im2col patch matrix of the batch times w as a matrix (one GEMM),
       'scipy' - ``scipy.signal.correlate`` per filter, then every stride-th output,
       'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline).
 
@@ -73,13 +73,16 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     kernel = (w.shape[2], w.shape[3])
     if impl == "fast":
-        # One contiguous patch matrix per image, one matmul per image: the product is
-        # already (N, F, H' * W') in NCHW order, and autograd's matmul VJPs (dw summed over
-        # images, dcols = w^T g) are contiguous GEMMs too, with no transposed copies.
-        cols = im2col(x_pad, kernel, stride)  # (N, C * HH * WW, H' * W')
+        # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F): one
+        # big BLAS call (many small ones stall when the cores are shared), whose result is
+        # channels-last. The NCHW output is a transposed view of it; elementwise ops keep
+        # that layout, and autograd's VJP GEMM for w is then cols @ g, the fast orientation
+        # for its long contraction, with g a free reshape.
+        cols = im2col(x_pad, kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
         out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
-        out = np.reshape(np.matmul(np.reshape(w, (w.shape[0], -1)), cols), (x.shape[0], w.shape[0], out_h, out_w))
+        rows = np.matmul(np.transpose(cols), np.transpose(np.reshape(w, (w.shape[0], -1))))  # (N*H'*W', F)
+        out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
     elif impl == "autograd-convolve":

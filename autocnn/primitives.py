@@ -50,6 +50,15 @@ def _window_offsets(window: tuple[int, int], stride: int, out_size: tuple[int, i
             yield (i, j), (slice(None), slice(None), rows, slice(j, j + stride * (out_w - 1) + 1, stride))
 
 
+def _in_layout_of(a: onp.ndarray, like: onp.ndarray) -> onp.ndarray:
+    """a itself if its axes are laid out in memory in the same order as like's, else a copy that is."""
+    if onp.array_equal(onp.argsort(a.strides, kind="stable"), onp.argsort(like.strides, kind="stable")):
+        return a
+    copy = onp.empty_like(like, dtype=a.dtype)
+    copy[...] = a
+    return copy
+
+
 def _batch_chunks(n: int, bytes_per_example: int, budget: int = 1 << 20):
     """Slices of the batch axis holding about `budget` bytes each (at least one example)."""
     step = max(1, budget // max(1, bytes_per_example))
@@ -91,8 +100,8 @@ def _overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int)
     n, c, out_h, out_w, kh, kw = patches.shape
     image = onp.zeros((n, c) + tuple(image_size), dtype=patches.dtype)
     # One strided slice per kernel offset: kh * kw vectorised adds, no per-pixel loop.
-    # Done a few images at a time so each image block stays in cache across the adds.
-    for batch in _batch_chunks(n, image[0].nbytes):
+    # Done a few images at a time so each image's block stays in cache across the adds.
+    for batch in _batch_chunks(n, max(image[0].nbytes, patches[0].nbytes)):
         for (i, j), at in _window_offsets((kh, kw), stride, (out_h, out_w)):
             image[batch][at] += patches[batch, :, :, :, i, j]
     return image
@@ -113,7 +122,7 @@ defvjp(
 
 def _im2col(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
     """
-    The windows of every image copied into a contiguous patch matrix.
+    The windows of a batch copied into one contiguous patch matrix (the classic im2col).
 
     Inputs:
     - x: Array of shape (N, C, H, W)
@@ -121,16 +130,14 @@ def _im2col(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray
     - stride: Step between patch origins
 
     Returns:
-    - cols: C-contiguous array of shape (N, C * kh * kw, H' * W') with
-      cols[n, (c * kh + p) * kw + q, i * W' + j] = x[n, c, i * stride + p, j * stride + q];
-      rows are ordered like w.reshape(F, -1), so a conv is w.reshape(F, -1) @ cols, one
-      matmul per image whose result is already (N, F, H' * W').
+    - cols: C-contiguous array of shape (C * kh * kw, N * H' * W') with
+      cols[(c * kh + p) * kw + q, (n * H' + i) * W' + j] = x[n, c, i*stride + p, j*stride + q];
+      rows are ordered like w.reshape(F, -1), so a whole conv layer is one GEMM.
     """
     patches = _window_view(x, window, stride)  # (N, C, H', W', kh, kw)
-    n, c, out_h, out_w = patches.shape[:4]
-    # Copying in (n, c, p, q, i, j) order keeps runs of W' pixels contiguous on both sides.
-    cols = onp.ascontiguousarray(patches.transpose(0, 1, 4, 5, 2, 3))
-    return cols.reshape(n, c * window[0] * window[1], out_h * out_w)
+    c = x.shape[1]
+    # Copying in (c, p, q, n, i, j) order keeps runs of W' pixels contiguous on both sides.
+    return onp.ascontiguousarray(patches.transpose(1, 4, 5, 0, 2, 3)).reshape(c * window[0] * window[1], -1)
 
 
 def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int) -> onp.ndarray:
@@ -138,17 +145,18 @@ def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, i
     Adjoint of `im2col`: add every column of patches back where it was taken from.
 
     Inputs:
-    - cols: Array of shape (N, C * kh * kw, H' * W')
-    - image_size, window, stride: (H, W) of the image and the window and stride used
+    - cols: Array of shape (C * kh * kw, N * H' * W'); any memory layout
+    - image_size, window, stride: (H, W) of the images and the window and stride used
 
     Returns:
     - image: Array of shape (N, C, H, W)
     """
     (h, w), (kh, kw) = image_size, window
     out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
-    n, rows = cols.shape[:2]
-    patches = onp.reshape(cols, (n, rows // (kh * kw), kh, kw, out_h, out_w)).transpose(0, 1, 4, 5, 2, 3)
-    return _overlap_add(patches, image_size, stride)
+    rows, columns = cols.shape
+    # Splitting axes never copies, whatever the layout: this is a view of cols.
+    patches = onp.reshape(cols, (rows // (kh * kw), kh, kw, columns // (out_h * out_w), out_h, out_w))
+    return _overlap_add(patches.transpose(3, 0, 4, 5, 1, 2), image_size, stride)
 
 
 im2col = primitive(_im2col)
@@ -174,15 +182,19 @@ def window_argmax(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.n
     """
     n, c, h, w = x.shape
     out_size = (1 + (h - window[0]) // stride, 1 + (w - window[1]) // stride)
-    choice = onp.empty((n, c) + out_size, dtype=onp.min_scalar_type(window[0] * window[1] - 1))
+    # Results keep x's memory layout (e.g. channels-last after a conv): ufuncs then walk
+    # input and output in the same order.
+    index_type = onp.min_scalar_type(window[0] * window[1] - 1)
+    choice = onp.empty_like(x[:, :, : out_size[0], : out_size[1]], dtype=index_type)
     for batch in _batch_chunks(n, x[0].nbytes):
         xs = x[batch]
         # Pairwise knock-out between neighbouring candidates; on a tie the earlier offset
         # stays, so the winner is the first maximum. Whole-slice ufuncs, no per-window loop.
-        level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
+        level = [(xs[at], index_type.type(i * window[1] + j)) for (i, j), at in _window_offsets(window, stride, out_size)]
         while len(level) > 1:
-            pairs = zip(level[0::2], level[1::2])
-            merged = [(onp.maximum(va, vb), onp.where(vb > va, kb, ka)) for (va, ka), (vb, kb) in pairs]
+            last = len(level) == 2  # the final maximum itself is not needed
+            merged = [(None if last else onp.maximum(va, vb), onp.where(vb > va, kb, ka))
+                      for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
             level = merged + level[len(merged) * 2 :]
         choice[batch] = level[0][1]
     return choice
@@ -201,7 +213,7 @@ def _window_take(x: onp.ndarray, choice: onp.ndarray, window: tuple[int, int], s
     Returns:
     - out: Array of shape (N, C, H', W')
     """
-    out = onp.empty(choice.shape, dtype=x.dtype)
+    out = onp.empty_like(choice, dtype=x.dtype)
     for batch in _batch_chunks(x.shape[0], x[0].nbytes):
         xs = x[batch]
         candidates = [xs[at] for _, at in _window_offsets(window, stride, choice.shape[2:])]
@@ -224,10 +236,14 @@ def _window_put(
     - image: Array of shape (N, C, H, W), zero where no window chose the element
     """
     n, c, out_h, out_w = g.shape
+    # Mixed memory layouts (g from a reshape is NCHW, choice follows the image, which is
+    # channels-last after a conv) make every ufunc below stride badly: one quarter-size
+    # copy of g into choice's layout is several times cheaper.
+    g = _in_layout_of(g, choice)
     overlapping = stride < max(window)
     # Windows that tile the image exactly write every element once: no zero fill needed.
     tiles = window[0] == window[1] == stride and tuple(image_size) == (out_h * stride, out_w * stride)
-    image = (onp.empty if tiles else onp.zeros)((n, c) + tuple(image_size), dtype=g.dtype)
+    image = (onp.empty_like if tiles else onp.zeros_like)(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
     for batch in _batch_chunks(n, image[0].nbytes):
         gs, chosen, block = g[batch], choice[batch], image[batch]
         for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
