@@ -38,7 +38,10 @@ def affine(x, w, b):
     Returns:
     - out: Array of shape (N, M)
     """
-    return np.dot(np.reshape(x, (x.shape[0], -1)), w) + b
+    # matmul, not dot: autograd's VJP of dot returns dw as a transposed (Fortran-order)
+    # view, and adding that into the C-order gradient buffer cost more than the GEMM itself
+    # (87 ms per step for the 8192x1000 weights); matmul's VJP returns dw C-contiguous.
+    return np.matmul(np.reshape(x, (x.shape[0], -1)), w) + b
 
 
 def relu(x):
@@ -241,4 +244,6 @@ def svm_loss(scores, y):
 
 def l2_penalty(weights, reg: float):
     """0.5 * reg * sum of squared entries over all the given weight arrays."""
-    return 0.5 * reg * sum(np.sum(w * w) for w in weights)
+    # A dot product of the flattened weights: one read forward and no full-size repeat of
+    # the upstream scalar in the VJP (np.sum's VJP broadcasts it into a new array first).
+    return 0.5 * reg * sum(np.dot(np.ravel(w), np.ravel(w)) for w in weights)
