@@ -72,10 +72,24 @@ class ConvNet:
             raise ValueError(f"conv_impl must be one of {ops.CONV_IMPLS}, got {conv_impl!r}")
         if pool_impl not in ops.POOL_IMPLS:
             raise ValueError(f"pool_impl must be one of {ops.POOL_IMPLS}, got {pool_impl!r}")
-        if not 0 < dropout <= 1:
-            raise ValueError(f"dropout (keep probability) must be in (0, 1], got {dropout!r}")
+        check.check_keep_probability("dropout", dropout)
+        if not isinstance(blocks, (list, tuple)):
+            raise ValueError(f"blocks must be a list of tuples of filter counts, got {blocks!r}")
+        for index, block in enumerate(blocks):
+            check.check_sizes(f"blocks[{index}]", block)
+        if isinstance(input_dim, (int, onp.integer)) and not blocks:
+            check.check_int("input_dim", input_dim, 1)
+        else:
+            # Each block's 2x2 max pool of stride 2 must halve H and W exactly.
+            check.check_image_dim(input_dim, num_pools=len(blocks))
+        check.check_int("filter_size", filter_size, 1)
         if blocks and filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so 'same' padding exists, got {filter_size}")
+        check.check_sizes("hidden_dims", hidden_dims)
+        check.check_int("num_classes", num_classes, 1)
+        check.check_weight_scale(weight_scale, he_allowed=True)
+        check.check_nonnegative_number("reg", reg)
+        check.check_float_dtype("dtype", dtype)
         self.input_shape = (int(input_dim),) if isinstance(input_dim, (int, onp.integer)) else tuple(input_dim)
         self.num_classes = num_classes
         self.blocks = [tuple(block) for block in blocks]
@@ -250,6 +264,9 @@ class ThreeLayerConvNet(ConvNet):
         conv_impl: ops.ConvImpl = "fast",
         pool_impl: ops.PoolImpl = "fast",
     ) -> None:
+        # The notebook's argument names in the messages (ConvNet would say blocks[0][0]).
+        check.check_three_layer_convnet(input_dim, num_filters, filter_size, hidden_dim, num_classes,
+                                        weight_scale, reg, dtype, he_allowed=True)
         super().__init__(
             input_dim=input_dim,
             blocks=((num_filters,),),
@@ -287,6 +304,8 @@ class FullyConnectedNet(ConvNet):
         dtype=onp.float32,
         seed: int | None = None,
     ) -> None:
+        check.check_fully_connected_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale, dtype,
+                                        he_allowed=True)
         super().__init__(
             input_dim=input_dim,
             blocks=(),

@@ -15,6 +15,7 @@ from .layer_utils import (
     conv_relu_pool_forward,
 )
 from .layers import affine_backward, affine_forward, softmax_loss
+from .validation import check_model_input, check_three_layer_convnet
 
 
 class ThreeLayerConvNet:
@@ -56,11 +57,21 @@ class ThreeLayerConvNet:
         - dtype: numpy datatype to use for computation.
         - use_batchnorm: Whether to add spatial batchnorm after the convolution and
           batchnorm after the hidden affine layer (both before their ReLU).
+
+        Raises ValueError naming any argument out of range: sizes < 1, an even
+        filter_size, H or W not even (the 2x2 pool halves them), weight_scale <= 0,
+        reg < 0, or a dtype that is not a floating-point type.
         """
+        check_three_layer_convnet(
+            input_dim, num_filters, filter_size, hidden_dim, num_classes, weight_scale, reg, dtype
+        )
         self.use_batchnorm = use_batchnorm
         self.reg = reg
         self.dtype = dtype
         self.filter_size = filter_size
+        # What loss checks X and y against.
+        self.input_shape = tuple(input_dim)
+        self.num_classes = num_classes
 
         C, H, W = input_dim
         pooled_dim = num_filters * (H // 2) * (W // 2)
@@ -103,6 +114,7 @@ class ThreeLayerConvNet:
         - grads: Dictionary with the same keys as self.params, mapping parameter
           names to gradients of the loss with respect to those parameters.
         """
+        check_model_input(X, self.input_shape, y, self.num_classes)
         X = X.astype(self.dtype)
         mode = "test" if y is None else "train"
         for bn_param in self.bn_params:

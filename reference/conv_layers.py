@@ -9,10 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import batchnorm_backward_alt, batchnorm_forward
+from .validation import check_batchnorm, check_cache, check_conv, check_dout, check_pool
 
 
 def _output_size(input_size: int, window: int, stride: int, pad: int = 0) -> int:
-    """Number of window positions along one axis: 1 + (input + 2 * pad - window) // stride."""
+    """
+    Number of window positions along one axis: 1 + (input + 2 * pad - window) / stride,
+    a whole number for the geometries check_conv / check_pool let through.
+    """
     return 1 + (input_size + 2 * pad - window) // stride
 
 
@@ -42,11 +46,10 @@ def conv_forward_naive(
       W' = 1 + (W + 2 * pad - WW) // stride
     - cache: (x, w, b, conv_param)
     """
+    out_h, out_w = check_conv(x, w, b, conv_param)
     stride, pad = conv_param["stride"], conv_param["pad"]
-    N, _, H, W = x.shape
+    N = x.shape[0]
     F, _, HH, WW = w.shape
-    out_h = _output_size(H, HH, stride, pad)
-    out_w = _output_size(W, WW, stride, pad)
 
     x_padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     out = np.empty((N, F, out_h, out_w), dtype=np.result_type(x, w, b))
@@ -75,11 +78,13 @@ def conv_backward_naive(
     - dw: Gradient with respect to w, of shape (F, C, HH, WW)
     - db: Gradient with respect to b, of shape (F,)
     """
+    check_cache(cache, "conv_forward_naive", length=4)
     x, w, _, conv_param = cache
     stride, pad = conv_param["stride"], conv_param["pad"]
-    _, _, H, W = x.shape
-    _, _, HH, WW = w.shape
-    _, _, out_h, out_w = dout.shape
+    N, _, H, W = x.shape
+    F, _, HH, WW = w.shape
+    out_h, out_w = _output_size(H, HH, stride, pad), _output_size(W, WW, stride, pad)
+    check_dout(dout, (N, F, out_h, out_w))
 
     x_padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     dx_padded = np.zeros_like(x_padded)
@@ -115,11 +120,10 @@ def max_pool_forward_naive(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray,
       H' = 1 + (H - pool_height) // stride, W' = 1 + (W - pool_width) // stride
     - cache: (x, pool_param)
     """
+    out_h, out_w = check_pool(x, pool_param)
     pool_h, pool_w = pool_param["pool_height"], pool_param["pool_width"]
     stride = pool_param["stride"]
-    N, C, H, W = x.shape
-    out_h = _output_size(H, pool_h, stride)
-    out_w = _output_size(W, pool_w, stride)
+    N, C = x.shape[:2]
 
     out = np.empty((N, C, out_h, out_w), dtype=x.dtype)
     for i in range(out_h):
@@ -145,11 +149,13 @@ def max_pool_backward_naive(dout: np.ndarray, cache: tuple) -> np.ndarray:
     Returns:
     - dx: Gradient with respect to x, of shape (N, C, H, W)
     """
+    check_cache(cache, "max_pool_forward_naive", length=2)
     x, pool_param = cache
     pool_h, pool_w = pool_param["pool_height"], pool_param["pool_width"]
     stride = pool_param["stride"]
-    N, C, _, _ = x.shape
-    _, _, out_h, out_w = dout.shape
+    N, C, H, W = x.shape
+    out_h, out_w = _output_size(H, pool_h, stride), _output_size(W, pool_w, stride)
+    check_dout(dout, (N, C, out_h, out_w))
 
     # Broadcastable (N, 1) and (1, C) indices to address one element per (n, c).
     n_index = np.arange(N)[:, None]
@@ -186,12 +192,16 @@ def spatial_batchnorm_forward(
 
     Returns a tuple of:
     - out: Output data, of shape (N, C, H, W)
-    - cache: Values needed for the backward pass
+    - cache: Values needed for the backward pass: batchnorm_forward's cache of the
+      pixels, plus x's shape under 'spatial_shape'
     """
+    check_batchnorm(x, gamma, beta, bn_param, spatial=True)
     N, C, H, W = x.shape
     pixels_by_channel = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (N*H*W, C)
     out_flat, cache = batchnorm_forward(pixels_by_channel, gamma, beta, bn_param)
     out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    # The pixel cache alone cannot tell (N, H, W) apart from other shapes with N*H*W pixels.
+    cache["spatial_shape"] = x.shape
     return out, cache
 
 
@@ -210,6 +220,8 @@ def spatial_batchnorm_backward(
     - dgamma: Gradient with respect to scale parameter, of shape (C,)
     - dbeta: Gradient with respect to shift parameter, of shape (C,)
     """
+    check_cache(cache, "spatial_batchnorm_forward", key="spatial_shape")
+    check_dout(dout, cache["spatial_shape"])
     N, C, H, W = dout.shape
     dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)
     # The closed-form backward is the cheaper of the two equal vanilla versions.

@@ -21,6 +21,8 @@ from itertools import product
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .validation import check_cache, check_conv, check_dout, check_pool
+
 
 def _pad_spatial(x: np.ndarray, pad: int) -> np.ndarray:
     """Zero-pad the two trailing (spatial) axes of x by `pad` on both sides."""
@@ -92,6 +94,7 @@ def conv_forward_fast(
     - cache: (x, w, b, conv_param, cols), cols being the im2col matrix of shape
       (C * HH * WW, N * H' * W')
     """
+    check_conv(x, w, b, conv_param)
     stride, pad = conv_param["stride"], conv_param["pad"]
     N, C, _, _ = x.shape
     F, _, HH, WW = w.shape
@@ -124,11 +127,13 @@ def conv_backward_fast(
     - dw: Gradient with respect to w, of shape (F, C, HH, WW)
     - db: Gradient with respect to b, of shape (F,)
     """
+    check_cache(cache, "conv_forward_fast", length=5)
     x, w, _, conv_param, cols = cache
     stride, pad = conv_param["stride"], conv_param["pad"]
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    _, _, out_h, out_w = dout.shape
+    out_h, out_w = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
+    check_dout(dout, (N, F, out_h, out_w))
 
     dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N * H' * W')
     db = dout_mat.sum(axis=1)
@@ -169,8 +174,8 @@ def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, 
     When the windows are square, as wide as the stride, and tile the input exactly,
     x is reshaped to (N, C, H', pool, W', pool) and the maximum is taken first
     across window rows (whole contiguous image rows at a time) and then across
-    window columns. Otherwise (overlapping or ragged windows) the maximum is taken
-    over the pool_height * pool_width offsets of a strided window view.
+    window columns. Otherwise (overlapping, spaced-out or non-square windows) the
+    maximum is taken over the pool_height * pool_width offsets of a strided window view.
 
     Elementwise np.maximum over slices is used instead of ndarray.max(axis=...)
     because numpy reduces tiny strided axes slowly.
@@ -184,6 +189,7 @@ def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, 
       H' = 1 + (H - pool_height) // stride, W' = 1 + (W - pool_width) // stride
     - cache: (x, pool_param, out)
     """
+    check_pool(x, pool_param)
     pool_h, pool_w, stride = _pool_geometry(pool_param)
     N, C, H, W = x.shape
 
@@ -215,7 +221,9 @@ def max_pool_backward_fast(dout: np.ndarray, cache: tuple) -> np.ndarray:
     Returns:
     - dx: Gradient with respect to x, of shape (N, C, H, W)
     """
+    check_cache(cache, "max_pool_forward_fast", length=3)
     x, pool_param, out = cache
+    check_dout(dout, out.shape)
     pool_h, pool_w, stride = _pool_geometry(pool_param)
     _, _, out_h, out_w = out.shape
 

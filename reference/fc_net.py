@@ -17,6 +17,7 @@ from .layers import (
     dropout_forward,
     softmax_loss,
 )
+from .validation import check_fully_connected_net, check_model_input
 
 
 class FullyConnectedNet:
@@ -60,12 +61,20 @@ class FullyConnectedNet:
         - dtype: A numpy datatype object; all computations use this datatype.
         - seed: If not None, pass this random seed to the dropout layers, making
           the dropout masks deterministic (for gradient checking).
+
+        Raises ValueError naming any argument out of range: sizes < 1, dropout
+        outside (0, 1], weight_scale <= 0, reg < 0, or a dtype that is not a
+        floating-point type.
         """
+        check_fully_connected_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale, dtype)
         self.use_batchnorm = use_batchnorm
         self.use_dropout = dropout < 1
         self.reg = reg
         self.num_layers = 1 + len(hidden_dims)
         self.dtype = dtype
+        # What loss checks X and y against.
+        self.input_shape = (input_dim,)
+        self.num_classes = num_classes
 
         layer_dims = [input_dim, *hidden_dims, num_classes]
         self.params: dict[str, np.ndarray] = {}
@@ -107,6 +116,7 @@ class FullyConnectedNet:
         - grads: Dictionary with the same keys as self.params, mapping parameter
           names to gradients of the loss with respect to those parameters.
         """
+        check_model_input(X, self.input_shape, y, self.num_classes)
         X = X.astype(self.dtype)
         mode = "test" if y is None else "train"
         if self.use_dropout:

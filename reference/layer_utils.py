@@ -3,6 +3,11 @@
 Each forward returns (out, cache) where cache is the tuple of the caches of its
 parts; each backward unwinds those parts in reverse order. The convolutional
 sandwiches use the fast layers.
+
+Each forward checks all of its inputs before computing anything (so a bad pool_param
+cannot leave bn_param's running statistics half-updated), in the same order and with
+the same messages as autocnn's sandwiches; each backward checks its cache, and its first
+part checks dout.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .layers import (
     relu_backward,
     relu_forward,
 )
+from .validation import check_affine, check_cache, check_conv, check_conv_pool, check_sandwich_batchnorm
 
 # ---------------------------------------------------------------------------
 # Fully connected sandwiches
@@ -56,6 +62,7 @@ def affine_relu_backward(
     Returns a tuple of:
     - dx (N, d_1, ..., d_k), dw (D, M), db (M,)
     """
+    check_cache(cache, "affine_relu_forward", length=2)
     fc_cache, relu_cache = cache
     da = relu_backward(dout, relu_cache)
     return affine_backward(da, fc_cache)
@@ -82,6 +89,8 @@ def affine_batchnorm_relu_forward(
     - out: Output from the ReLU, of shape (N, M)
     - cache: Object to give to the backward pass
     """
+    check_affine(x, w, b)
+    check_sandwich_batchnorm(gamma, beta, bn_param, w.shape[1])
     a, fc_cache = affine_forward(x, w, b)
     a_normed, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
     out, relu_cache = relu_forward(a_normed)
@@ -97,6 +106,7 @@ def affine_batchnorm_relu_backward(
     Returns a tuple of:
     - dx (N, d_1, ..., d_k), dw (D, M), db (M,), dgamma (M,), dbeta (M,)
     """
+    check_cache(cache, "affine_batchnorm_relu_forward", length=3)
     fc_cache, bn_cache, relu_cache = cache
     da_normed = relu_backward(dout, relu_cache)
     da, dgamma, dbeta = batchnorm_backward(da_normed, bn_cache)
@@ -136,6 +146,7 @@ def conv_relu_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
     Returns a tuple of:
     - dx (N, C, H, W), dw (F, C, HH, WW), db (F,)
     """
+    check_cache(cache, "conv_relu_forward", length=2)
     conv_cache, relu_cache = cache
     da = relu_backward(dout, relu_cache)
     return conv_backward_fast(da, conv_cache)
@@ -157,6 +168,7 @@ def conv_relu_pool_forward(
     - out: Output from the pooling layer, of shape (N, F, H'', W'')
     - cache: Object to give to the backward pass
     """
+    check_conv_pool(x, w, b, conv_param, pool_param)
     a, conv_relu_cache = conv_relu_forward(x, w, b, conv_param)
     out, pool_cache = max_pool_forward_fast(a, pool_param)
     return out, (conv_relu_cache, pool_cache)
@@ -171,6 +183,7 @@ def conv_relu_pool_backward(
     Returns a tuple of:
     - dx (N, C, H, W), dw (F, C, HH, WW), db (F,)
     """
+    check_cache(cache, "conv_relu_pool_forward", length=2)
     conv_relu_cache, pool_cache = cache
     da = max_pool_backward_fast(dout, pool_cache)
     return conv_relu_backward(da, conv_relu_cache)
@@ -199,6 +212,8 @@ def conv_batchnorm_relu_forward(
     - out: Output from the ReLU, of shape (N, F, H', W')
     - cache: Object to give to the backward pass
     """
+    check_conv(x, w, b, conv_param)
+    check_sandwich_batchnorm(gamma, beta, bn_param, w.shape[0])
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     a_normed, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
     out, relu_cache = relu_forward(a_normed)
@@ -214,6 +229,7 @@ def conv_batchnorm_relu_backward(
     Returns a tuple of:
     - dx (N, C, H, W), dw (F, C, HH, WW), db (F,), dgamma (F,), dbeta (F,)
     """
+    check_cache(cache, "conv_batchnorm_relu_forward", length=3)
     conv_cache, bn_cache, relu_cache = cache
     da_normed = relu_backward(dout, relu_cache)
     da, dgamma, dbeta = spatial_batchnorm_backward(da_normed, bn_cache)
@@ -241,6 +257,8 @@ def conv_batchnorm_relu_pool_forward(
     - out: Output from the pooling layer, of shape (N, F, H'', W'')
     - cache: Object to give to the backward pass
     """
+    check_conv_pool(x, w, b, conv_param, pool_param)
+    check_sandwich_batchnorm(gamma, beta, bn_param, w.shape[0])
     a, conv_bn_relu_cache = conv_batchnorm_relu_forward(x, w, b, gamma, beta, conv_param, bn_param)
     out, pool_cache = max_pool_forward_fast(a, pool_param)
     return out, (conv_bn_relu_cache, pool_cache)
@@ -255,6 +273,7 @@ def conv_batchnorm_relu_pool_backward(
     Returns a tuple of:
     - dx (N, C, H, W), dw (F, C, HH, WW), db (F,), dgamma (F,), dbeta (F,)
     """
+    check_cache(cache, "conv_batchnorm_relu_pool_forward", length=2)
     conv_bn_relu_cache, pool_cache = cache
     da = max_pool_backward_fast(dout, pool_cache)
     return conv_batchnorm_relu_backward(da, conv_bn_relu_cache)

@@ -10,6 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from .validation import (
+    check_affine,
+    check_batchnorm,
+    check_cache,
+    check_dout,
+    check_dropout,
+    check_float_array,
+    check_scores_and_labels,
+)
+
 # ---------------------------------------------------------------------------
 # Affine
 # ---------------------------------------------------------------------------
@@ -31,6 +41,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
     - out: Output of shape (N, M), out = x_flat @ w + b
     - cache: (x, w, b)
     """
+    check_affine(x, w, b)
     out = x.reshape(x.shape[0], -1) @ w + b
     return out, (x, w, b)
 
@@ -48,7 +59,9 @@ def affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     - dw: Gradient with respect to w, of shape (D, M)
     - db: Gradient with respect to b, of shape (M,)
     """
+    check_cache(cache, "affine_forward", length=3)
     x, w, _ = cache
+    check_dout(dout, (x.shape[0], w.shape[1]))
     x_flat = x.reshape(x.shape[0], -1)
     dx = (dout @ w.T).reshape(x.shape)
     dw = x_flat.T @ dout
@@ -72,6 +85,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     - out: Output, of the same shape as x
     - cache: x
     """
+    check_float_array("x", x)
     return np.maximum(x, 0), x
 
 
@@ -86,7 +100,9 @@ def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     Returns:
     - dx: Gradient with respect to x
     """
+    check_cache(cache, "relu_forward")
     x = cache
+    check_dout(dout, x.shape)
     return dout * (x > 0)
 
 
@@ -124,6 +140,7 @@ def batchnorm_forward(
     - out: Normalised, scaled and shifted data of shape (N, D)
     - cache: Values needed by batchnorm_backward / batchnorm_backward_alt
     """
+    check_batchnorm(x, gamma, beta, bn_param)
     mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
     momentum = bn_param.get("momentum", 0.9)
@@ -141,12 +158,10 @@ def batchnorm_forward(
 
         running_mean = momentum * running_mean + (1 - momentum) * batch_mean
         running_var = momentum * running_var + (1 - momentum) * batch_var
-    elif mode == "test":
+    else:  # "test", the only other mode check_batchnorm lets through
         inv_std = 1.0 / np.sqrt(running_var + eps)
         centered = x - running_mean
         x_hat = centered * inv_std
-    else:
-        raise ValueError(f'Invalid forward batchnorm mode "{mode}"')
 
     # Keep the running statistics in x's dtype even if momentum was a float64 scalar.
     bn_param["running_mean"] = running_mean.astype(x.dtype, copy=False)
@@ -158,7 +173,9 @@ def batchnorm_forward(
 
 
 def _batchnorm_param_grads(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of out = gamma * x_hat + beta with respect to gamma and beta."""
+    """Gradients of out = gamma * x_hat + beta with respect to gamma and beta (after checking dout)."""
+    check_cache(cache, "batchnorm_forward", key="x_hat")
+    check_dout(dout, cache["x_hat"].shape)
     dgamma = np.sum(dout * cache["x_hat"], axis=0)
     dbeta = dout.sum(axis=0)
     return dgamma, dbeta
@@ -246,8 +263,10 @@ def dropout_forward(x: np.ndarray, dropout_param: dict) -> tuple[np.ndarray, tup
 
     Returns a tuple of:
     - out: Array of the same shape and dtype as x
-    - cache: (dropout_param, keep_mask); keep_mask is None in test mode
+    - cache: (dropout_param, keep_mask); in test mode keep_mask keeps every unit (a
+      read-only all-True view of x's shape, so nothing is allocated)
     """
+    check_dropout(x, dropout_param)
     p, mode = dropout_param["p"], dropout_param["mode"]
     seed = dropout_param.get("seed")
     rng = np.random.RandomState(seed) if seed is not None else np.random
@@ -255,11 +274,10 @@ def dropout_forward(x: np.ndarray, dropout_param: dict) -> tuple[np.ndarray, tup
     if mode == "train":
         keep_mask = rng.rand(*x.shape) < p
         out = (x * keep_mask / p).astype(x.dtype, copy=False)
-    elif mode == "test":
-        keep_mask = None
+    else:  # "test", the only other mode check_dropout lets through
+        # Kept for its shape, which dropout_backward checks dout against.
+        keep_mask = np.broadcast_to(np.True_, x.shape)
         out = x
-    else:
-        raise ValueError(f'Invalid forward dropout mode "{mode}"')
 
     return out, (dropout_param, keep_mask)
 
@@ -275,7 +293,9 @@ def dropout_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     Returns:
     - dx: Gradient with respect to x, same shape and dtype as dout
     """
+    check_cache(cache, "dropout_forward", length=2)
     dropout_param, keep_mask = cache
+    check_dout(dout, keep_mask.shape)
     if dropout_param["mode"] == "test":
         return dout
     return (dout * keep_mask / dropout_param["p"]).astype(dout.dtype, copy=False)
@@ -301,6 +321,7 @@ def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
     - loss: Scalar giving the loss
     - dx: Gradient of the loss with respect to x, of shape (N, C)
     """
+    check_scores_and_labels(x, y)
     num_examples = x.shape[0]
     rows = np.arange(num_examples)
     # Only score differences enter, so large scores cannot overflow anything.
@@ -330,6 +351,7 @@ def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
     - loss: Scalar giving the loss
     - dx: Gradient of the loss with respect to x, of shape (N, C)
     """
+    check_scores_and_labels(x, y)
     num_examples = x.shape[0]
     rows = np.arange(num_examples)
     # log-sum-exp trick: shifting each row by its max leaves softmax unchanged and

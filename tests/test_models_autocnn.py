@@ -39,12 +39,12 @@ def assert_models_agree(ours, theirs, X, y, tol=1e-7):
 @pytest.mark.parametrize("reg", [0.0, 0.3])
 def test_three_layer_convnet_matches_reference(use_batchnorm, reg):
     np.random.seed(0)
-    kwargs = dict(input_dim=(3, 10, 9), num_filters=4, filter_size=5, hidden_dim=8, num_classes=6,
+    kwargs = dict(input_dim=(3, 10, 8), num_filters=4, filter_size=5, hidden_dim=8, num_classes=6,
                   weight_scale=0.3, reg=reg, dtype=np.float64, use_batchnorm=use_batchnorm)
     theirs = reference.cnn.ThreeLayerConvNet(**kwargs)
     ours = models.ThreeLayerConvNet(**kwargs)
     copy_state(theirs, ours)
-    X, y = np.random.randn(5, 3, 10, 9), np.random.randint(6, size=5)
+    X, y = np.random.randn(5, 3, 10, 8), np.random.randint(6, size=5)
     for _ in range(2):  # the second call starts from updated running statistics
         assert_models_agree(ours, theirs, X, y)
 

@@ -47,23 +47,25 @@ from reference.layers import batchnorm_forward
 GRAD_TOL = 1e-7
 FAST_TOL = 1e-10
 
-# (N, C, H, W, F, HH, WW, stride, pad): stride 1 and 2, pad 0/1/2, N = 1,
-# non-square inputs and filters, odd sizes, a stride that leaves pixels unused.
+# (N, C, H, W, F, HH, WW, stride, pad): stride 1, 2 and 3, pad 0/1/2, N = 1,
+# non-square inputs and filters, odd sizes, a stride wider than the filter (pixels
+# between windows unused). Every geometry gives a whole output size, as the layers require.
 CONV_CASES = [
     (2, 3, 5, 5, 2, 3, 3, 1, 1),
-    (1, 2, 6, 4, 3, 3, 3, 2, 1),
-    (2, 1, 7, 5, 2, 3, 2, 2, 0),
+    (1, 2, 7, 5, 3, 3, 3, 2, 1),
+    (2, 1, 7, 6, 2, 3, 2, 2, 0),
     (1, 3, 4, 6, 2, 1, 3, 1, 2),
-    (3, 2, 5, 7, 2, 4, 4, 3, 2),
+    (3, 2, 6, 9, 2, 4, 4, 3, 2),
+    (2, 2, 7, 8, 3, 1, 2, 3, 0),
 ]
 
 # (N, C, H, W, pool_height, pool_width, stride): tiling 2x2/2, overlapping 3x3/2,
-# non-square windows, ragged edges, N = 1.
+# non-square windows, windows spaced wider than they are (pixels between them unused), N = 1.
 POOL_CASES = [
     (2, 3, 4, 4, 2, 2, 2),
     (1, 2, 7, 7, 3, 3, 2),
     (2, 2, 5, 6, 2, 3, 1),
-    (3, 1, 7, 5, 2, 2, 2),
+    (3, 1, 8, 5, 2, 2, 3),
     (1, 3, 6, 9, 3, 3, 3),
 ]
 
@@ -255,7 +257,7 @@ def test_fast_pool_equals_naive_with_many_ties(case):
 def test_fast_conv_backward_is_unchanged_by_blocking_over_images(monkeypatch, images_per_block):
     # conv_backward_fast forms the column gradients a few images at a time; force
     # several blocks, including a ragged last one (5 images in blocks of 2 or 4).
-    case = (5, 2, 6, 5, 3, 3, 3, 2, 1)
+    case = (5, 2, 7, 5, 3, 3, 3, 2, 1)
     N, C, H, W, F, HH, WW, stride, pad = case
     out_pixels = (1 + (H + 2 * pad - HH) // stride) * (1 + (W + 2 * pad - WW) // stride)
     bytes_per_image = C * HH * WW * out_pixels * 8
@@ -268,17 +270,19 @@ def test_fast_conv_backward_is_unchanged_by_blocking_over_images(monkeypatch, im
     N=st.integers(1, 3),
     C=st.integers(1, 3),
     F=st.integers(1, 3),
-    H=st.integers(1, 8),
-    W=st.integers(1, 8),
+    out_h=st.integers(1, 3),
+    out_w=st.integers(1, 3),
     HH=st.integers(1, 4),
     WW=st.integers(1, 4),
     stride=st.integers(1, 3),
     pad=st.integers(0, 2),
     seed=st.integers(0, 2**16),
 )
-def test_fast_conv_equals_naive_on_random_shapes(N, C, F, H, W, HH, WW, stride, pad, seed):
-    if HH > H + 2 * pad or WW > W + 2 * pad:
-        return  # the filter does not fit anywhere
+def test_fast_conv_equals_naive_on_random_shapes(N, C, F, out_h, out_w, HH, WW, stride, pad, seed):
+    # Drawn through the output size, so every geometry is one the layers accept.
+    H, W = (out_h - 1) * stride + HH - 2 * pad, (out_w - 1) * stride + WW - 2 * pad
+    if H < 1 or W < 1:
+        return  # the padding alone would hold the filter
     rng = rng_for(seed)
     x = rng.standard_normal((N, C, H, W))
     w = rng.standard_normal((F, C, HH, WW))
@@ -290,17 +294,17 @@ def test_fast_conv_equals_naive_on_random_shapes(N, C, F, H, W, HH, WW, stride, 
 @given(
     N=st.integers(1, 3),
     C=st.integers(1, 3),
-    H=st.integers(1, 9),
-    W=st.integers(1, 9),
+    out_h=st.integers(1, 3),
+    out_w=st.integers(1, 3),
     pool_h=st.integers(1, 4),
     pool_w=st.integers(1, 4),
     stride=st.integers(1, 4),
     integer_valued=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_fast_pool_equals_naive_on_random_shapes(N, C, H, W, pool_h, pool_w, stride, integer_valued, seed):
-    if pool_h > H or pool_w > W:
-        return
+def test_fast_pool_equals_naive_on_random_shapes(N, C, out_h, out_w, pool_h, pool_w, stride, integer_valued, seed):
+    # Drawn through the output size, so every geometry is one the layers accept.
+    H, W = (out_h - 1) * stride + pool_h, (out_w - 1) * stride + pool_w
     x = rng_for(seed).standard_normal((N, C, H, W))
     if integer_valued:
         x = np.round(x)  # many ties, exercising the first-maximum rule
