@@ -70,11 +70,12 @@ import re
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import Any, BinaryIO, Callable, Mapping, Protocol
 
 import numpy as np
 
 from autocnn import optim
+from reference import validation as check
 
 CHECKPOINT_FORMAT = "autocnn.solver.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -180,31 +181,28 @@ class Solver:
         - seed: Seed of the Solver's random state; None draws one from np.random.
 
         Raises ValueError naming any unknown keyword argument, unknown update
-        rule, missing data key or out-of-range setting.
+        rule, missing or malformed data entry, or out-of-range setting.
         """
         if unexpected:
             raise ValueError(f"Unrecognized Solver arguments: {', '.join(sorted(unexpected))}")
         if not isinstance(getattr(model, "params", None), dict) or not callable(getattr(model, "loss", None)):
-            raise TypeError("model must have a dict attribute 'params' and a method 'loss(X, y=None)'")
-        missing = [key for key in _REQUIRED_DATA_KEYS if key not in data]
-        if missing:
-            raise ValueError(f"data is missing the keys: {', '.join(missing)}")
-        for split in ("train", "val"):
-            num_images, num_labels = len(data[f"X_{split}"]), len(data[f"y_{split}"])
-            if num_images != num_labels:
-                raise ValueError(f"X_{split} has {num_images} samples but y_{split} has {num_labels}")
-        if len(data["X_train"]) == 0:
-            raise ValueError("X_train is empty")
-        _check_int("batch_size", batch_size, minimum=1)
-        _check_int("num_epochs", num_epochs, minimum=0)
-        _check_int("print_every", print_every, minimum=1)
+            raise ValueError("model must have a dict attribute 'params' and a method 'loss(X, y=None)'")
+        _check_data(data, getattr(model, "num_classes", None))
+        check.check_int("batch_size", batch_size, 1)
+        check.check_int("num_epochs", num_epochs, 1)
+        check.check_int("print_every", print_every, 1)
         for name, value in (("num_train_samples", num_train_samples),
                             ("num_val_samples", num_val_samples),
                             ("keep_checkpoints", keep_checkpoints)):
             if value is not None:
-                _check_int(name, value, minimum=1)
-        if not lr_decay > 0:
-            raise ValueError(f"lr_decay must be positive, got {lr_decay!r}")
+                check.check_int(name, value, 1)
+        check.check_positive_number("lr_decay", lr_decay)
+        if optim_config is not None and not isinstance(optim_config, Mapping):
+            raise ValueError(f"optim_config must be a dict of hyperparameters, got {type(optim_config).__name__}")
+        if checkpoint_name is not None and not isinstance(checkpoint_name, (str, os.PathLike)):
+            raise ValueError(f"checkpoint_name must be a path prefix, got {checkpoint_name!r}")
+        if seed is not None:
+            check.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
 
         self.model = model
         self.X_train = data["X_train"]
@@ -292,10 +290,21 @@ class Solver:
         Returns:
         - acc: Scalar giving the fraction of instances that were correctly
           classified by the model.
+
+        Raises ValueError naming X, y, num_samples or batch_size when one is malformed.
         """
+        # Shapes and dtypes only: this runs on the whole training set every epoch.
+        if not isinstance(X, np.ndarray) or X.ndim < 1:
+            raise ValueError(f"X must be a numpy array of examples, got {_describe_array(X)}")
         num_total = len(X)
         if num_total == 0:
             raise ValueError("check_accuracy got no samples (X is empty)")
+        if not isinstance(y, np.ndarray) or not np.issubdtype(y.dtype, np.integer) or y.shape != (num_total,):
+            raise ValueError(f"y must be an integer label array of shape ({num_total},), one per example of X, "
+                             f"got {_describe_array(y)}")
+        if num_samples is not None:
+            check.check_int("num_samples", num_samples, 1)
+        check.check_int("batch_size", batch_size, 1)
         if num_samples is not None and num_total > num_samples:
             mask = self.rng.choice(num_total, num_samples)
             X, y = X[mask], y[mask]
@@ -550,9 +559,38 @@ class Solver:
 # ---------------------------------------------------------------------- helpers
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _describe_array(value: Any) -> str:
+    """Shape and dtype of an array, else the type's name (never the contents)."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def _check_data(data: Any, num_classes: int | None) -> None:
+    """
+    The data dict: X_train, y_train, X_val, y_val as numpy arrays, one integer label
+    in [0, num_classes) per example (only >= 0 when the model does not say num_classes),
+    at least one example per split.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"data must be a dict with the keys {', '.join(_REQUIRED_DATA_KEYS)}, "
+                         f"got {type(data).__name__}")
+    missing = [key for key in _REQUIRED_DATA_KEYS if key not in data]
+    if missing:
+        raise ValueError(f"data is missing the keys: {', '.join(missing)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        num_classes = None
+    for split in ("train", "val"):
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        if not isinstance(X, np.ndarray) or X.ndim < 1:
+            raise ValueError(f"X_{split} must be a numpy array of examples, got {_describe_array(X)}")
+        if len(X) == 0:
+            raise ValueError(f"X_{split} is empty")
+        if not isinstance(y, np.ndarray):
+            raise ValueError(f"y_{split} must be a numpy array of integer labels, got {type(y).__name__}")
+        if y.ndim == 1 and len(y) != len(X):
+            raise ValueError(f"X_{split} has {len(X)} samples but y_{split} has {len(y)}")
+        check.check_labels(y, len(X), num_classes, name=f"y_{split}")
 
 
 def _resolve_update_rule(update_rule: str | optim.UpdateRule) -> tuple[str, optim.UpdateRule]:
