@@ -46,6 +46,7 @@ def plot_training_curves(loss_history: Sequence[float], train_acc_history: Seque
     loss_axes.set_ylabel("loss")
     loss_axes.set_title("Training loss")
     loss_axes.grid(alpha=0.3)
+    loss_axes.xaxis.get_major_locator().set_params(integer=True)
 
     # As in the notebook, check k is drawn at x = k, which is the epoch count.
     acc_axes.plot(np.arange(len(train_acc_history)), train_acc_history, "-o", label="train")

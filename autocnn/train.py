@@ -361,14 +361,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _git_commit() -> str | None:
-    """The commit of the autocnn checkout that ran, if it is a git checkout."""
+def _git(*args: str) -> str | None:
+    """Output of a git command in the autocnn checkout, or None if that is not a git checkout."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent.parent,
                               capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    """The commit that ran and the code files that differed from it (results of a
+    dirty checkout are not the commit's results)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--", "autocnn", "reference") or ""
+    return {"git_commit": commit.strip() if commit else None,
+            "git_uncommitted": sorted(line[3:] for line in status.splitlines() if line.endswith(".py"))}
 
 
 # ---------------------------------------------------------------------- running
@@ -399,6 +408,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
     from autocnn.solver import latest_checkpoint
 
     started = time.perf_counter()
+    load_at_start = [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
     config = config.resolved()
     out = Path(config.out) if config.out is not None else None
     if out is not None and not resume and (out / CONFIG_FILE).exists() and not overwrite:
@@ -429,10 +439,8 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
         elif resume and config.verbose:
             print(f"(No checkpoint in {out} yet: starting the run from the beginning)")
 
-        deadline = None
         if config.time_budget is not None:
-            deadline = time.monotonic() + 60.0 * config.time_budget
-            _stop_training_at(model, deadline)
+            _stop_training_at(model, time.monotonic() + 60.0 * config.time_budget)
         first_iteration = solver.iteration
         status, stop_note, error = "completed", None, None
         train_started = time.perf_counter()
@@ -479,8 +487,8 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             "images_per_s": round(iterations_done * config.batch_size / train_seconds, 2) if train_seconds > 0 else None,
             "images_per_s_note": "minibatch images per second of training, including the per-epoch accuracy checks",
             "resumed_from": resumed_from,
-            "machine": machine_info(),
-            "git_commit": _git_commit(),
+            "machine": dict(machine_info(), load_average_1_5_15min_at_start=load_at_start),
+            **git_state(),
             "files": {},
         }
         if out is not None:

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from autocnn.train import TrainConfig, run_training
-from experiments.common import parse_args, record_expectation, smoke
+from experiments.common import for_run, parse_args, record_expectation, smoke
 
 NAME = "beyond_65"
 
@@ -39,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         config = smoke(config, blocks=[[4, 4], [8, 8], [8, 8]], hidden_dims=[16], num_train=40, batch_size=20,
                        print_every=1)
-    config.data_dir, config.out = args.data, str(args.out)
-    result = run_training(config, overwrite=True)
+    result = run_training(for_run(config, args), overwrite=True)
     record_expectation(args.out, "best val accuracy", result.metrics["best_val_acc"], 0.78, smoke_run=args.smoke)
     return 0
 

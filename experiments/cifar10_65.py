@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from autocnn.train import TrainConfig, run_training
-from experiments.common import parse_args, record_expectation, smoke
+from experiments.common import for_run, parse_args, record_expectation, smoke
 
 NAME = "cifar10_65"
 
@@ -32,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = notebook_config()
     if args.smoke:
         config = smoke(config, num_filters=4, hidden_dims=[16], num_train=100, batch_size=50, print_every=1)
-    config.data_dir, config.out = args.data, str(args.out)
-    result = run_training(config, overwrite=True)
+    result = run_training(for_run(config, args), overwrite=True)
     record_expectation(args.out, "best val accuracy", result.metrics["best_val_acc"], 0.65, smoke_run=args.smoke)
     return 0
 

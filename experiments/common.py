@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Smoke runs write here by default, so they never replace the recorded results (/runs/ is git-ignored).
+SMOKE_DIR = Path(__file__).resolve().parent.parent / "runs" / "smoke"
 
 #: Smoke runs: splits that fit both real CIFAR-10 and the tests' tiny CIFAR-format folder
 #: (5 x 100 training images, 100 test images), few iterations, one epoch.
@@ -34,7 +36,8 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     - extra: (flags, add_argument keywords) for script-specific flags.
 
     Returns:
-    - The parsed arguments, with out resolved to a Path.
+    - The parsed arguments, with out resolved to a Path (smoke runs default to
+      runs/smoke/<name>, so they never overwrite the recorded results).
     """
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
     parser.add_argument("--smoke", action="store_true",
@@ -42,17 +45,30 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="CIFAR-10 folder or tarball (default $AUTOCNN_DATA, else the cache)")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help=f"where to write the results (default experiments/results/{name})")
+                        help=f"where to write the results (default experiments/results/{name}, "
+                             f"with --smoke runs/smoke/{name})")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of weights and minibatches (default: the script's fixed seed, 0)")
     for flags, options in extra:
         parser.add_argument(*flags, **options)
     args = parser.parse_args(argv)
-    args.out = Path(args.out) if args.out is not None else RESULTS_DIR / name
+    if args.out is None:
+        args.out = (SMOKE_DIR if args.smoke else RESULTS_DIR) / name
+    args.out = Path(args.out)
     return args
 
 
 def smoke(config: Any, **overrides: Any) -> Any:
     """The config shrunk to a smoke run: SMOKE_SETTINGS, then the script's own overrides."""
     return dataclasses.replace(config, **{**SMOKE_SETTINGS, **overrides})
+
+
+def for_run(config: Any, args: argparse.Namespace) -> Any:
+    """The config with the script's flags applied: --data, --out and --seed."""
+    changes = {"data_dir": args.data, "out": str(args.out)}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return dataclasses.replace(config, **changes)
 
 
 def record_expectation(out: Path, criterion: str, value: float | None, threshold: float,

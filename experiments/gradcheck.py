@@ -24,15 +24,15 @@ import time
 from typing import Sequence
 
 from autocnn.gradcheck import EXACT_TOLERANCE, format_gradcheck, notebook_gradient_check
-from autocnn.train import machine_info
+from autocnn.train import git_state, machine_info
 from experiments.common import parse_args
 
 NAME = "gradcheck"
 SEED = 12
 RUNS = (
-    ("cell [3] verbatim: weight scale 1e-3", dict(weight_scale=1e-3, seed=SEED)),
-    ("weight scale 1e-2", dict(weight_scale=1e-2, seed=SEED)),
-    ("weight scale 1e-2, batchnorm", dict(weight_scale=1e-2, seed=SEED, use_batchnorm=True)),
+    ("cell [3] verbatim: weight scale 1e-3", dict(weight_scale=1e-3)),
+    ("weight scale 1e-2", dict(weight_scale=1e-2)),
+    ("weight scale 1e-2, batchnorm", dict(weight_scale=1e-2, use_batchnorm=True)),
 )
 #: Smoke: the same code on a 3x4x4 input, 1 filter and a hidden layer of 2 (about a second).
 SMOKE_SIZES = dict(input_dim=(3, 4, 4), num_filters=1, hidden_dim=2)
@@ -46,8 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     log = io.StringIO()
     results = []
+    seed = args.seed if args.seed is not None else SEED
     for label, settings in RUNS:
-        result = notebook_gradient_check(**settings, **(SMOKE_SIZES if args.smoke else {}))
+        result = notebook_gradient_check(**settings, seed=seed, **(SMOKE_SIZES if args.smoke else {}))
         text = f"== {label}\n{format_gradcheck(result)}\n"
         print(text)
         log.write(text + "\n")
@@ -61,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
          for label, result in results[:2]],
         tolerances=[row.tolerance for row in verbatim.rows], path=args.out / "gradcheck.png",
         exact=("autocnn vs reference (exact)", [row.autocnn_vs_reference for row in scaled.rows], EXACT_TOLERANCE),
-        title=f"Notebook cell [3]: relative gradient errors of ThreeLayerConvNet (seed {SEED})")
+        title=f"Notebook cell [3]: relative gradient errors of ThreeLayerConvNet (seed {seed})")
     metrics = {"experiment": NAME, "smoke": args.smoke,
                "runs": [dict(label=label, **result.to_dict()) for label, result in results],
-               "wall_time_s": round(time.perf_counter() - started, 3), "machine": machine_info(),
+               "wall_time_s": round(time.perf_counter() - started, 3), "machine": machine_info(), **git_state(),
                "files": {"log": "gradcheck.log", "plot": "gradcheck.png", "metrics": "metrics.json"}}
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     agree = all(result.gradients_agree for _, result in results)

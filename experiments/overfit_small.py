@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from autocnn.train import TrainConfig, run_training
-from experiments.common import parse_args, record_expectation, smoke
+from experiments.common import for_run, parse_args, record_expectation, smoke
 
 NAME = "overfit_small"
 
@@ -33,8 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = notebook_config()
     if args.smoke:
         config = smoke(config, num_filters=4, hidden_dims=[16], num_train=20, batch_size=10)
-    config.data_dir, config.out = args.data, str(args.out)
-    result = run_training(config, overwrite=True)
+    result = run_training(for_run(config, args), overwrite=True)
     record_expectation(args.out, "final train accuracy", result.metrics["final_train_acc"], 0.9,
                        smoke_run=args.smoke)
     # "Near chance" for 10 classes: well below what training on all the data reaches.

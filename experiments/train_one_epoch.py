@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from autocnn.train import TrainConfig, run_training
-from experiments.common import parse_args, record_expectation, smoke
+from experiments.common import for_run, parse_args, record_expectation, smoke
 
 NAME = "train_one_epoch"
 
@@ -31,8 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = notebook_config()
     if args.smoke:
         config = smoke(config, num_filters=4, hidden_dims=[16], num_train=100, print_every=1)
-    config.data_dir, config.out = args.data, str(args.out)
-    result = run_training(config, overwrite=True)
+    result = run_training(for_run(config, args), overwrite=True)
     record_expectation(args.out, "val accuracy after one epoch", result.metrics["final_val_acc"], 0.45,
                        smoke_run=args.smoke)
     return 0

@@ -107,3 +107,11 @@ def test_gradcheck_command_exit_status_and_bad_flags(capsys, monkeypatch):
     assert "PASS: every gradient is within the notebook's tolerances." in capsys.readouterr().out
     assert cli.main(["gradcheck", "--weight-scale", "0"]) == 1
     assert "--weight-scale must be positive" in capsys.readouterr().err
+
+
+def test_smoke_runs_never_default_to_the_recorded_results():
+    from experiments.common import RESULTS_DIR, parse_args
+
+    assert parse_args("overfit_small", "", []).out == RESULTS_DIR / "overfit_small"
+    smoke_out = parse_args("overfit_small", "", ["--smoke"]).out
+    assert RESULTS_DIR not in smoke_out.parents and smoke_out.name == "overfit_small"
