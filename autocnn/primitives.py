@@ -154,9 +154,20 @@ def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, i
     (h, w), (kh, kw) = image_size, window
     out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
     rows, columns = cols.shape
-    # Splitting axes never copies, whatever the layout: this is a view of cols.
-    patches = onp.reshape(cols, (rows // (kh * kw), kh, kw, columns // (out_h * out_w), out_h, out_w))
-    return _overlap_add(patches.transpose(3, 0, 4, 5, 1, 2), image_size, stride)
+    n, c = columns // (out_h * out_w), rows // (kh * kw)
+    if not cols.T.flags.c_contiguous:
+        # Splitting axes never copies, whatever the layout: this is a view of cols.
+        patches = onp.reshape(cols, (c, kh, kw, n, out_h, out_w))
+        return _overlap_add(patches.transpose(3, 0, 4, 5, 1, 2), image_size, stride)
+    # cols stored as its transpose (what the conv's GEMM VJP produces): add it into a
+    # channels-last image, so reads and writes both run along channels, and return the
+    # NCHW view of that image (the layout the conv's own output has).
+    patches = onp.reshape(cols.T, (n, out_h, out_w, c, kh, kw))
+    image = onp.zeros((n, h, w, c), dtype=cols.dtype)
+    for batch in _batch_chunks(n, max(image[0].nbytes, patches[0].nbytes)):
+        for (i, j), at in _window_offsets((kh, kw), stride, (out_h, out_w)):
+            image[batch][:, at[2], at[3]] += patches[batch, :, :, :, i, j]
+    return image.transpose(0, 3, 1, 2)
 
 
 im2col = primitive(_im2col)

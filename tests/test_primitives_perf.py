@@ -91,6 +91,16 @@ def test_col2im_is_the_adjoint_of_im2col(shape, window, stride):
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
 
 
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_col2im_gives_the_same_image_whatever_the_layout_of_cols(shape, window, stride):
+    """The conv's GEMM VJP hands col2im a transposed (channels-last) matrix: a second code path."""
+    x = rng.randn(*shape)
+    c = rng.randn(*im2col(x, window, stride).shape)
+    stored_transposed = np.ascontiguousarray(c.T).T  # same values, memory in (M, K) order
+    np.testing.assert_allclose(col2im(stored_transposed, shape[2:], window, stride),
+                               col2im(c, shape[2:], window, stride), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:4])
 def test_im2col_and_col2im_second_order(shape, window, stride):
     x = rng.randn(*shape)
