@@ -148,13 +148,20 @@ def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: 
       time), returned as values rather than written anywhere, so traced code stays pure
     """
     if train:
-        mean = np.mean(x, axis=0)
-        var = np.var(x, axis=0)
+        # Sums divided by a Python int rather than np.mean / np.var: autograd's VJPs of those
+        # divide by a numpy int64 count, which turns float32 gradients into float64.
+        n = int(x.shape[0])
+        mean = np.sum(x, axis=0) / n
+        centered = x - mean
+        var = np.sum(centered * centered, axis=0) / n
         running_mean = momentum * running_mean + (1 - momentum) * mean
         running_var = momentum * running_var + (1 - momentum) * var
     else:
         mean, var = running_mean, running_var
-    x_hat = (x - mean) / np.sqrt(var + eps)
+        centered = x - mean
+    # Times 1 / std (one value per feature) rather than divided by std: autograd's VJP of a
+    # division by a broadcast vector builds three full-size temporaries, of a product one.
+    x_hat = centered * (1.0 / np.sqrt(var + eps))
     return gamma * x_hat + beta, running_mean, running_var
 
 
