@@ -50,19 +50,10 @@ def _conv_batchnorm_relu_pool(x, w, b, gamma, beta, conv_param, pool_param, **bn
     return _pool(out, pool_param), mean, var
 
 
-def _check_conv_pool(x, w, b, conv_param, pool_param) -> None:
-    """The conv's output must itself be a valid input of the pool."""
-    out_h, out_w = check.check_conv(x, w, b, conv_param)
-    check.check_pool(onp.empty((1, 1, out_h, out_w), dtype=x.dtype), pool_param)
-
-
 def _with_batchnorm(op, x, w, b, gamma, beta, bn_param: dict, **settings) -> tuple[onp.ndarray, DerivedCache]:
     """Run a sandwich containing batchnorm and store its running statistics in bn_param."""
-    # b holds one entry per output unit / channel, as gamma and beta must.
-    check.check_vector("gamma", gamma, b.shape[0], "output of w")
-    check.check_vector("beta", beta, b.shape[0], "output of w")
-    check.check_param_dict("bn_param", bn_param, ("mode",))
-    check.check_mode("bn_param", bn_param)
+    # b holds one entry per output unit / channel, as gamma, beta and the statistics must.
+    check.check_sandwich_batchnorm(gamma, beta, bn_param, b.shape[0])
     bn = batchnorm_settings(bn_param, gamma.shape[0], x.dtype)
     out, (bn_param["running_mean"], bn_param["running_var"]), cache = forward_with_aux(
         op, x, w, b, gamma, beta, **settings, **bn
@@ -90,7 +81,7 @@ def conv_relu_forward(x, w, b, conv_param: dict) -> tuple[onp.ndarray, DerivedCa
 
 def conv_relu_pool_forward(x, w, b, conv_param: dict, pool_param: dict) -> tuple[onp.ndarray, DerivedCache]:
     """conv - relu - max pool. The backward returns (dx, dw, db)."""
-    _check_conv_pool(x, w, b, conv_param, pool_param)
+    check.check_conv_pool(x, w, b, conv_param, pool_param)
     return forward(_conv_relu_pool, x, w, b, conv_param=conv_param, pool_param=pool_param)
 
 
@@ -104,7 +95,7 @@ def conv_batchnorm_relu_pool_forward(
     x, w, b, gamma, beta, conv_param: dict, bn_param: dict, pool_param: dict
 ) -> tuple[onp.ndarray, DerivedCache]:
     """conv - spatial batchnorm - relu - max pool. The backward returns (dx, dw, db, dgamma, dbeta)."""
-    _check_conv_pool(x, w, b, conv_param, pool_param)
+    check.check_conv_pool(x, w, b, conv_param, pool_param)
     return _with_batchnorm(
         _conv_batchnorm_relu_pool, x, w, b, gamma, beta, bn_param, conv_param=conv_param, pool_param=pool_param
     )

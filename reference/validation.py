@@ -34,7 +34,9 @@ def _describe(value: Any) -> str:
         return f"a {type(value).__name__} of length {len(value)}"
     if isinstance(value, dict):
         return f"a dict with keys {sorted(map(str, value))}"
-    return f"{type(value).__name__} {value!r}"
+    if value is None or isinstance(value, (numbers.Number, str)):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
 
 
 def check_float_array(name: str, array: Any, ndim: int | None = None, expected: str = "") -> None:
@@ -159,20 +161,24 @@ def check_conv(x: Any, w: Any, b: Any, conv_param: Any) -> tuple[int, int]:
 
 
 def _pool_output_size(x: np.ndarray, pool_height: int, pool_width: int, stride: int) -> tuple[int, int]:
-    """(H', W') = 1 + (H - pool_height) / stride, ...; each must be a whole number >= 1."""
+    """
+    (H', W') = 1 + (H - pool_height) / stride, ...; each must be a whole number >= 1.
+
+    The messages say "the pooled input", not x: in a conv - relu - pool sandwich it is
+    the conv's output.
+    """
     sizes = []
     for axis, ((word, letter), key, window) in enumerate(
         zip(_SPATIAL_AXES, ("pool_height", "pool_width"), (pool_height, pool_width)), start=2
     ):
-        span = x.shape[axis] - window
+        size = x.shape[axis]
+        span = size - window
         if span < 0:
-            raise ValueError(
-                f"pool_param[{key!r}] = {window} does not fit x's {word} {letter} = {x.shape[axis]} (x {x.shape})"
-            )
+            raise ValueError(f"pool_param[{key!r}] = {window} does not fit the pooled input's {word} {letter} = {size}")
         if span % stride:
             raise ValueError(
-                f"pool_param['stride'] = {stride} does not divide {letter} - {key} = {span} (x {x.shape}, "
-                f"{key} {window}): the output {word} would not be an integer"
+                f"pool_param['stride'] = {stride} does not divide {letter} - {key} = {span} (the pooled "
+                f"input's {word} is {size}): the output {word} would not be an integer"
             )
         sizes.append(1 + span // stride)
     return sizes[0], sizes[1]
