@@ -331,8 +331,8 @@ def check_float_dtype(name: str, dtype: Any) -> None:
 
 
 def check_sizes(name: str, sizes: Any) -> None:
-    """sizes is a list / tuple of integers >= 1 (it may be empty)."""
-    if not isinstance(sizes, (list, tuple)):
+    """sizes is a list / tuple / 1-D array of integers >= 1 (it may be empty)."""
+    if not (isinstance(sizes, (list, tuple)) or isinstance(sizes, np.ndarray) and sizes.ndim == 1):
         raise ValueError(f"{name} must be a list of positive integers, got {_describe(sizes)}")
     for index, size in enumerate(sizes):
         check_int(f"{name}[{index}]", size, 1)
