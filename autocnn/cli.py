@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules that contribute a subcommand, in the order `autocnn --help` lists them.
-COMMAND_MODULES: list[str] = ["autocnn.check", "autocnn.report", "autocnn.train", "autocnn.gradcheck", "autocnn.data"]
+COMMAND_MODULES: list[str] = ["autocnn.check", "autocnn.report", "autocnn.train", "autocnn.gradcheck", "autocnn.data", "autocnn.bench"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

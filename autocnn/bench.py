@@ -1,0 +1,787 @@
+"""``autocnn bench``: how fast autograd-derived training is next to hand-written backprop.
+
+One run times, interleaved so that machine noise hits every side alike, with several
+repetitions each:
+
+* layers, forward and forward + backward: conv (3->32 7x7 pad 3 on 32x32 at a small and
+  a large batch, 32->64 3x3 pad 1 on 16x16), 2x2 max pool, batchnorm, spatial batchnorm,
+  affine and softmax;
+* whole training steps (loss, gradients and an Adam update of every parameter): the
+  notebook's >65% ThreeLayerConvNet at batch 1000 (float32) and batch 50 (float32 and
+  float64), and a deeper ``ConvNet`` (3x3 convs, 32-128 channels, spatial batchnorm);
+* the peak memory (max RSS) of a process running batch-1000 steps of the >65% net.
+
+Sides (a side is left out where it does not apply or would take minutes):
+
+==================  ==============================================================
+ref-naive           ``reference.conv_layers`` loop layers (small sizes only)
+ref-fast            ``reference.fast_layers`` / ``reference.layers``, hand-written
+autocnn             autocnn's default formulation, gradients by autograd
+autocnn-scipy       autocnn with conv by the ``scipy.signal.correlate`` primitive
+autograd-convolve   autocnn with conv by ``autograd.scipy.signal.convolve``
+==================  ==============================================================
+
+Library use (``autocnn report`` draws its speed chart from this)::
+
+    from autocnn.bench import run_benchmark, format_table
+    results = run_benchmark(quick=True)
+    print(format_table(results))
+
+This module's top-level imports stay light (standard library only) so that
+``autocnn --help`` is fast; the work imports numpy, autograd and the models inside
+functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
+BASELINE = "ref-fast"
+
+#: The issue's measurements on this machine class, used by the target checks.
+PROTOTYPE_STEP_MS = {1000: 1224.0, 50: 72.0}  # hand-written numpy prototype, float32
+F32_PEAK_GFLOPS = 209.0  # float32 matmul peak on 2 cores
+
+# The issue's targets (issue 5).
+STEP_RATIO_TARGET = 1.2
+STEP_RATIO_STRETCH = 1.0
+IMAGES_PER_S_TARGET = {1000: 800.0, 50: 600.0}
+PEAK_MEMORY_TARGET_MB = 3 * 1024.0
+CONVOLVE_SPEEDUP_TARGET = 10.0
+REFERENCE_VS_PROTOTYPE_TARGET = 1.5
+
+SEED_NAME = "3-layer net (>65% config)"
+DEEP_NAME = "ConvNet [32,32]-[64,64]-[128,128] bn"
+SEED_NET = {"num_filters": 32, "filter_size": 7, "hidden_dim": 1000, "weight_scale": 1e-3, "reg": 1e-3}
+DEEP_NET = {"blocks": ((32, 32), (64, 64), (128, 128)), "filter_size": 3, "hidden_dims": (256,),
+            "use_batchnorm": True, "weight_scale": "he", "reg": 1e-3}
+
+
+@dataclass
+class Case:
+    """
+    One thing to time on several sides.
+
+    - name: What is timed, e.g. 'conv 3->32 7x7 pad 3, 32x32'
+    - kind: 'layer' or 'step'
+    - phase: 'forward', 'forward+backward' or 'train step'
+    - batch: Images per call (for images/s)
+    - dtype: 'float32' or 'float64'
+    - flops: Useful floating-point operations per call (None where GFLOP/s means nothing)
+    - setup: side -> zero-argument factory; calling it prepares the side and returns
+      (run, value): run() does one timed repetition, value is what the first call gave
+      (a step's loss, so sides can be checked to agree)
+    """
+
+    name: str
+    kind: str
+    phase: str
+    batch: int
+    dtype: str
+    flops: float | None
+    setup: dict[str, Callable[[], tuple[Callable[[], Any], float | None]]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------- layer sides
+
+def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, Callable]]:
+    """side -> (conv_forward(x, w, b, conv_param), conv_backward(dout, cache)) in the notebook API."""
+    from autocnn import derive, layers, ops
+    from reference import conv_layers, fast_layers
+
+    def convolve_forward(x, w, b, conv_param):
+        return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"],
+                              impl="autograd-convolve")
+
+    sides = {"ref-fast": (fast_layers.conv_forward_fast, fast_layers.conv_backward_fast),
+             "autocnn": (layers.conv_forward_fast, layers.conv_backward_fast)}
+    if with_naive:
+        sides["ref-naive"] = (conv_layers.conv_forward_naive, conv_layers.conv_backward_naive)
+    if with_slow:
+        sides["autocnn-scipy"] = (layers.conv_forward_naive, layers.conv_backward_naive)  # the scipy formulation
+        sides["autograd-convolve"] = (convolve_forward, derive.backward)
+    return sides
+
+
+def _layer_case(name: str, phase: str, batch: int, dtype: str, flops: float | None,
+                sides: dict[str, tuple[Callable, Callable]], make_inputs: Callable[[], tuple],
+                out_grad: Callable[[Any], Any]) -> Case:
+    """
+    A layer timed through its notebook API: forward(*inputs) -> (out, cache), then, for
+    'forward+backward', backward(dout, cache). make_inputs() gives fresh inputs per side
+    (the same numbers for every side); out_grad(out) gives the upstream derivative.
+    """
+
+    def factory(forward: Callable, backward: Callable):
+        def prepare():
+            inputs = make_inputs()
+            out, _ = forward(*inputs)
+            dout = out_grad(out)
+
+            def run_forward():
+                return forward(*inputs)
+
+            def run_both():
+                _, cache = forward(*inputs)
+                return backward(dout, cache)
+
+            return (run_forward if phase == "forward" else run_both), None
+
+        return prepare
+
+    return Case(name, "layer", phase, batch, dtype, flops,
+                {side: factory(fwd, bwd) for side, (fwd, bwd) in sides.items()})
+
+
+def _layer_cases(quick: bool) -> list[Case]:
+    """The per-layer cases, in table order."""
+    import numpy as np
+
+    from autocnn import layers
+    from reference import conv_layers, fast_layers
+    from reference import layers as ref_layers
+
+    # The quick run times one tiny batch (a smoke test); a full run a small and a large one.
+    small, large = (4, 4) if quick else (50, 1000)
+    batches = (small,) if quick else (small, large)
+    cases: list[Case] = []
+
+    def randn(*shape, dtype="float32", seed=0):
+        return np.random.RandomState(seed).randn(*shape).astype(dtype)
+
+    def same_shape(out):
+        return randn(*np.shape(out), seed=1)
+
+    conv_configs = [  # (name, C, H, F, K, pad); stride 1
+        ("conv 3->32 7x7 pad 3, 32x32", 3, 32, 32, 7, 3),
+        ("conv 32->64 3x3 pad 1, 16x16", 32, 16, 64, 3, 1),
+    ]
+    for (name, c, h, f, k, pad), n in ((config, n) for config in conv_configs for n in batches):
+        small_size = n == small  # the naive and slow formulations only at the small batch
+        flops = 2.0 * n * f * c * k * k * h * h  # stride 1, 'same' padding: H' = H
+        sides = _conv_sides(with_naive=small_size, with_slow=small_size)
+        conv_param = {"stride": 1, "pad": pad}
+
+        def conv_inputs(n=n, c=c, h=h, f=f, k=k, conv_param=conv_param):
+            return (randn(n, c, h, h), randn(f, c, k, k, seed=2) * 0.1, randn(f, seed=3), dict(conv_param))
+
+        cases.append(_layer_case(name, "forward", n, "float32", flops, sides, conv_inputs, same_shape))
+        cases.append(_layer_case(name, "forward+backward", n, "float32", 3 * flops, sides, conv_inputs, same_shape))
+
+    pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    for n in batches:
+        sides = {"ref-fast": (fast_layers.max_pool_forward_fast, fast_layers.max_pool_backward_fast),
+                 "autocnn": (layers.max_pool_forward_fast, layers.max_pool_backward_fast)}
+        if n == small:
+            sides["ref-naive"] = (conv_layers.max_pool_forward_naive, conv_layers.max_pool_backward_naive)
+
+        def pool_inputs(n=n):
+            return (np.maximum(randn(n, 32, 32, 32), 0), dict(pool_param))  # after a relu: many ties at 0
+
+        for phase in ("forward", "forward+backward"):
+            cases.append(_layer_case("max pool 2x2 stride 2, 32x32x32", phase, n, "float32", None, sides,
+                                     pool_inputs, same_shape))
+
+    def bn_inputs(shape):
+        channels = shape[1]
+        return lambda: (randn(*shape), np.ones(channels, "float32"), np.zeros(channels, "float32"), {"mode": "train"})
+
+    norm_cases = [
+        ("batchnorm (N, 1000)", (large, 1000), ref_layers.batchnorm_forward, ref_layers.batchnorm_backward,
+         layers.batchnorm_forward, layers.batchnorm_backward),
+        ("spatial batchnorm (N, 32, 32, 32)", (large, 32, 32, 32), conv_layers.spatial_batchnorm_forward,
+         conv_layers.spatial_batchnorm_backward, layers.spatial_batchnorm_forward, layers.spatial_batchnorm_backward),
+    ]
+    for name, shape, ref_fwd, ref_bwd, auto_fwd, auto_bwd in norm_cases:
+        sides = {"ref-fast": (ref_fwd, ref_bwd), "autocnn": (auto_fwd, auto_bwd)}
+        for phase in ("forward", "forward+backward"):
+            cases.append(_layer_case(name, phase, large, "float32", None, sides, bn_inputs(shape), same_shape))
+
+    affine_sides = {"ref-fast": (ref_layers.affine_forward, ref_layers.affine_backward),
+                    "autocnn": (layers.affine_forward, layers.affine_backward)}
+    for n in batches:
+        def affine_inputs(n=n):
+            return randn(n, 32, 16, 16), randn(8192, 1000, seed=2) * 0.01, randn(1000, seed=3)
+
+        flops = 2.0 * n * 8192 * 1000
+        cases.append(_layer_case("affine 8192->1000", "forward", n, "float32", flops, affine_sides,
+                                 affine_inputs, same_shape))
+        cases.append(_layer_case("affine 8192->1000", "forward+backward", n, "float32", 3 * flops, affine_sides,
+                                 affine_inputs, same_shape))
+
+    # softmax_loss returns (loss, dx): its one call is the forward and the backward.
+    softmax_sides = {side: (loss_fn, None) for side, loss_fn in
+                     (("ref-fast", ref_layers.softmax_loss), ("autocnn", layers.softmax_loss))}
+    labels = np.random.RandomState(4).randint(10, size=large)
+    cases.append(_layer_case("softmax loss (N, 10)", "forward", large, "float32", None, softmax_sides,
+                             lambda: (randn(large, 10), labels), lambda out: None))
+    return cases
+
+
+# ---------------------------------------------------------------------- step sides
+
+class ReferenceConvNet:
+    """
+    The ``autocnn.models.ConvNet`` architecture (with batchnorm) assembled from the
+    reference's hand-written layers, so the deeper network has a hand-written baseline:
+
+    [[conv - spatial batchnorm - relu] x k - 2x2 max pool] x N
+    - [affine - batchnorm - relu] x M - affine - softmax
+
+    Inputs:
+    - template: A ConvNet with use_batchnorm, softmax loss and no dropout; its params,
+      batchnorm state and settings are copied.
+    """
+
+    def __init__(self, template) -> None:
+        if not template.use_batchnorm or template.use_dropout:
+            raise ValueError("ReferenceConvNet mirrors ConvNet with batchnorm and without dropout only")
+        self.blocks = template.blocks
+        self.hidden_dims = template.hidden_dims
+        self.pad = (template.filter_size - 1) // 2
+        self.reg = template.reg
+        self.dtype = template.dtype
+        self.params = {name: value.copy() for name, value in template.params.items()}
+        self.bn_params = [dict(bn_param) for bn_param in template.bn_params]
+
+    def loss(self, X, y):
+        """(loss, grads) of a training batch, by the reference's forward and backward layers."""
+        import numpy as np
+
+        from reference import fast_layers, layer_utils
+        from reference import layers as ref_layers
+
+        p, X = self.params, X.astype(self.dtype)
+        for bn_param in self.bn_params:
+            bn_param["mode"] = "train"
+        conv_param = {"stride": 1, "pad": self.pad}
+        pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+        caches, h, index = [], X, 1
+        for block in self.blocks:
+            for _ in block:
+                h, cache = layer_utils.conv_batchnorm_relu_forward(
+                    h, p[f"W{index}"], p[f"b{index}"], p[f"gamma{index}"], p[f"beta{index}"], conv_param,
+                    self.bn_params[index - 1])
+                caches.append(("conv", index, cache))
+                index += 1
+            h, cache = fast_layers.max_pool_forward_fast(h, pool_param)
+            caches.append(("pool", None, cache))
+        for _ in self.hidden_dims:
+            h, cache = layer_utils.affine_batchnorm_relu_forward(
+                h, p[f"W{index}"], p[f"b{index}"], p[f"gamma{index}"], p[f"beta{index}"], self.bn_params[index - 1])
+            caches.append(("hidden", index, cache))
+            index += 1
+        scores, cache = ref_layers.affine_forward(h, p[f"W{index}"], p[f"b{index}"])
+        data_loss, dh = ref_layers.softmax_loss(scores, y)
+        weights = [name for name in p if name.startswith("W")]
+        loss = data_loss + 0.5 * self.reg * sum(np.sum(p[name] * p[name]) for name in weights)
+
+        grads = {}
+        dh, grads[f"W{index}"], grads[f"b{index}"] = ref_layers.affine_backward(dh, cache)
+        for kind, i, cache in reversed(caches):
+            if kind == "pool":
+                dh = fast_layers.max_pool_backward_fast(dh, cache)
+                continue
+            backward = layer_utils.conv_batchnorm_relu_backward if kind == "conv" \
+                else layer_utils.affine_batchnorm_relu_backward
+            dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = backward(dh, cache)
+        for name in weights:
+            grads[name] += self.reg * p[name]
+        return loss, grads
+
+
+def _train_step(model, X, y, configs: dict) -> float:
+    """One Solver-style step: loss and gradients, then Adam on every parameter. Returns the loss."""
+    from autocnn.optim import adam  # imported here: the optimizers may be edited while benchmarks run
+
+    loss, grads = model.loss(X, y)
+    for name, value in model.params.items():
+        model.params[name], configs[name] = adam(value, grads[name], configs.get(name))
+    return float(loss)
+
+
+def _seed_net_models(dtype: str, hidden_dim: int = SEED_NET["hidden_dim"]) -> dict[str, Callable[[], Any]]:
+    """side -> factory of the notebook's >65% ThreeLayerConvNet, all with the same params."""
+    import numpy as np
+
+    from autocnn.models import ThreeLayerConvNet
+    from reference.cnn import ThreeLayerConvNet as ReferenceThreeLayerConvNet
+
+    config = dict(SEED_NET, hidden_dim=hidden_dim)
+    np.random.seed(0)
+    template = ThreeLayerConvNet(dtype=np.dtype(dtype).type, **config)
+
+    def autocnn_side(conv_impl: str):
+        def make():
+            model = ThreeLayerConvNet(dtype=np.dtype(dtype).type, conv_impl=conv_impl, **config)
+            model.params = {name: value.copy() for name, value in template.params.items()}
+            return model
+        return make
+
+    def reference_side():
+        model = ReferenceThreeLayerConvNet(dtype=np.dtype(dtype).type, **config)
+        model.params = {name: value.copy() for name, value in template.params.items()}
+        return model
+
+    return {"ref-fast": reference_side, "autocnn": autocnn_side("fast"),
+            "autocnn-scipy": autocnn_side("scipy"), "autograd-convolve": autocnn_side("autograd-convolve")}
+
+
+def _deep_net_models(dtype: str) -> dict[str, Callable[[], Any]]:
+    """side -> factory of the deeper ConvNet and its hand-written twin, with the same params."""
+    import numpy as np
+
+    from autocnn.models import ConvNet
+
+    np.random.seed(0)
+    template = ConvNet(dtype=np.dtype(dtype).type, **DEEP_NET)
+
+    def autocnn_side():
+        model = ConvNet(dtype=np.dtype(dtype).type, **DEEP_NET)
+        model.params = {name: value.copy() for name, value in template.params.items()}
+        return model
+
+    return {"ref-fast": lambda: ReferenceConvNet(template), "autocnn": autocnn_side}
+
+
+def model_flops(model, input_hw: tuple[int, int] = (32, 32)) -> float:
+    """
+    Useful FLOPs of one training step per image: every conv and affine forward (2 per
+    multiply-add), and twice that again backward (dW and dx), except the first layer's dx,
+    which no gradient needs. Elementwise work is not counted.
+
+    Inputs:
+    - model: An autocnn ConvNet (or subclass); its blocks and params give the layer sizes
+    - input_hw: (H, W) of the input images
+
+    Returns:
+    - flops: Per image
+    """
+    flops, index = 0.0, 1
+    height, width = input_hw
+    for block in model.blocks:
+        for _ in block:  # stride 1, 'same' padding: each filter weight meets every pixel
+            flops += 2.0 * model.params[f"W{index}"].size * height * width * (2 if index == 1 else 3)
+            index += 1
+        height, width = height // 2, width // 2
+    while f"W{index}" in model.params:
+        flops += 2.0 * model.params[f"W{index}"].size * (2 if index == 1 else 3)
+        index += 1
+    return flops
+
+
+def _step_case(name: str, batch: int, dtype: str, models: dict[str, Callable[[], Any]],
+               sides: Sequence[str], input_hw: tuple[int, int] = (32, 32)) -> Case:
+    """A training-step case; every side's model starts from the same params and data."""
+    import numpy as np
+
+    rng = np.random.RandomState(7)
+    X = rng.randn(batch, 3, *input_hw).astype(dtype)
+    y = rng.randint(10, size=batch)
+    flops = model_flops(models["autocnn"](), input_hw) * batch
+
+    def factory(make_model):
+        def prepare():
+            model, configs = make_model(), {}
+            first_loss = _train_step(model, X, y, configs)  # warm-up; the loss of the shared params
+            return (lambda: _train_step(model, X, y, configs)), first_loss
+        return prepare
+
+    return Case(name, "step", "train step", batch, dtype, flops,
+                {side: factory(models[side]) for side in sides if side in models})
+
+
+QUICK_HIDDEN_DIM = 100  # the quick run's 3-layer net: same architecture, a smaller hidden layer
+
+
+def _step_cases(quick: bool) -> list[Case]:
+    """The training-step cases, in table order."""
+    all_sides = ("ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
+    seed_name, deep_name = SEED_NAME, DEEP_NAME
+    if quick:
+        seed_name = f"3-layer net (>65% config, hidden {QUICK_HIDDEN_DIM})"
+        return [
+            _step_case(seed_name, 8, "float32", _seed_net_models("float32", QUICK_HIDDEN_DIM), all_sides),
+            _step_case(seed_name, 4, "float64", _seed_net_models("float64", QUICK_HIDDEN_DIM), all_sides),
+            _step_case(deep_name, 4, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
+        ]
+    return [
+        _step_case(seed_name, 1000, "float32", _seed_net_models("float32"), ("ref-fast", "autocnn")),
+        _step_case(seed_name, 50, "float32", _seed_net_models("float32"), all_sides),
+        _step_case(seed_name, 50, "float64", _seed_net_models("float64"), all_sides),
+        _step_case(deep_name, 100, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
+    ]
+
+
+# ------------------------------------------------------------------------- timing
+
+def _summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+    return {"median_s": median, "min_s": ordered[0], "max_s": ordered[-1]}
+
+
+def time_case(case: Case, repeats: int) -> dict[str, Any]:
+    """
+    Time every side of a case, interleaved: repetition r runs each side once, in an order
+    rotated by r, so slow and fast moments of a busy machine fall on all sides alike.
+
+    Returns a dict with the case's description and, per side, its times (seconds), median,
+    min, max, ratio of its median to the reference fast side, images/s and GFLOP/s.
+    """
+    runners, values = {}, {}
+    for side in SIDES:  # prepare (and warm up) in a fixed order
+        if side in case.setup:
+            runners[side], values[side] = case.setup[side]()
+    order = list(runners)
+    times: dict[str, list[float]] = {side: [] for side in order}
+    for rep in range(repeats):
+        shift = rep % len(order)
+        for side in order[shift:] + order[:shift]:
+            gc.collect()
+            start = time.perf_counter()
+            runners[side]()
+            times[side].append(time.perf_counter() - start)
+    runners.clear()
+    gc.collect()
+
+    sides: dict[str, dict[str, Any]] = {}
+    for side in order:
+        stats = _summary(times[side])
+        stats["times_s"] = times[side]
+        stats["images_per_s"] = case.batch / stats["median_s"]
+        stats["gflops"] = None if case.flops is None else case.flops / stats["median_s"] / 1e9
+        if values[side] is not None:
+            stats["loss"] = values[side]
+        sides[side] = stats
+    if BASELINE in sides:
+        for stats in sides.values():
+            stats["ratio"] = stats["median_s"] / sides[BASELINE]["median_s"]
+    return {"name": case.name, "kind": case.kind, "phase": case.phase, "batch": case.batch, "dtype": case.dtype,
+            "flops": case.flops, "sides": sides}
+
+
+# -------------------------------------------------------------------- peak memory
+
+def _memory_kib(field_name: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in KiB, or None."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
+    """Run in a fresh process: build the net, run a few steps, print memory figures as JSON."""
+    import numpy as np
+
+    model = _seed_net_models("float32", hidden_dim)[side]()
+    rng = np.random.RandomState(7)
+    X, y = rng.randn(batch, 3, 32, 32).astype("float32"), rng.randint(10, size=batch)
+    before = _memory_kib("VmRSS")
+    try:  # restart the high-water mark so it covers the steps (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+    configs: dict = {}
+    for _ in range(steps):
+        _train_step(model, X, y, configs)
+    peak = _memory_kib("VmHWM")
+    if peak is None or before is None:  # not Linux: the whole-process peak, setup included
+        import resource
+
+        peak = before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform == "darwin" else 1.0)
+    print(json.dumps({"peak_rss_mb": peak / 1024.0, "before_steps_mb": before / 1024.0}))
+
+
+def measure_peak_memory(side: str, batch: int, steps: int = 2, hidden_dim: int = SEED_NET["hidden_dim"],
+                        timeout: float = 600.0) -> dict[str, float]:
+    """
+    Peak resident memory of a fresh Python process that builds the >65% net and runs
+    `steps` training steps at `batch` images (float32). A fresh process, because the
+    peak of one that has already run other benchmarks says nothing about a step.
+
+    Returns:
+    - {'peak_rss_mb': the process's peak resident memory during the steps (interpreter,
+      libraries, data and params included), 'before_steps_mb': resident memory just before
+      the first step, 'steps_mb': the difference, what the steps add at their peak}
+    """
+    code = f"import autocnn.bench as b; b._peak_rss_child({side!r}, {int(batch)}, {int(steps)}, {int(hidden_dim)})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"peak-memory child for {side} failed: {done.stderr.strip().splitlines()[-1:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured["steps_mb"] = measured["peak_rss_mb"] - measured["before_steps_mb"]
+    return measured
+
+
+# ------------------------------------------------------------------------ machine
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, load, library versions, BLAS settings."""
+    import numpy as np
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version')}".strip()
+    except Exception:  # numpy's config layout is not a stable API
+        blas = "unknown"
+    import scipy
+
+    try:
+        from importlib.metadata import version
+
+        autograd_version = version("autograd")
+    except Exception:  # not installed as a distribution
+        autograd_version = "unknown"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "autograd": autograd_version,
+        "blas": blas,
+        "blas_env": {name: os.environ[name] for name in sorted(os.environ)
+                     if name.startswith(("OPENBLAS", "OMP_", "MKL_"))},
+        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# ----------------------------------------------------------------------- targets
+
+def _find(results: dict, name: str, phase: str, batch: int, dtype: str) -> dict | None:
+    for case in results["cases"]:
+        if case["name"] == name and case["phase"] == phase and case["batch"] == batch and case["dtype"] == dtype:
+            return case
+    return None
+
+
+def evaluate_targets(results: dict) -> list[dict[str, Any]]:
+    """
+    The issue's targets, checked against a full run (a quick run's sizes differ, so most
+    targets are then reported as not measured).
+
+    Returns a list of {'target', 'goal', 'value', 'met'} (met is None when not measured).
+    """
+    checks: list[dict[str, Any]] = []
+
+    def check(target: str, goal: str, value: float | None, met: bool | None, unit: str = "") -> None:
+        shown = None if value is None else f"{value:.2f}{unit}"
+        checks.append({"target": target, "goal": goal, "value": value, "shown": shown, "met": met})
+
+    step_cases = [(SEED_NAME, "3-layer net", 1000, "float32"), (SEED_NAME, "3-layer net", 50, "float32"),
+                  (SEED_NAME, "3-layer net", 50, "float64"), (DEEP_NAME, "ConvNet", 100, "float32")]
+    for name, short, batch, dtype in step_cases:
+        case = _find(results, name, "train step", batch, dtype)
+        ratio = None if case is None else case["sides"].get("autocnn", {}).get("ratio")
+        check(f"step {short} batch {batch} {dtype}: autocnn / ref-fast", f"<= {STEP_RATIO_TARGET}",
+              ratio, None if ratio is None else ratio <= STEP_RATIO_TARGET, "x")
+    for batch, goal in IMAGES_PER_S_TARGET.items():
+        case = _find(results, SEED_NAME, "train step", batch, "float32")
+        rate = None if case is None else case["sides"]["autocnn"]["images_per_s"]
+        check(f"autocnn images/s, 3-layer net batch {batch} float32", f">= {goal:.0f}", rate,
+              None if rate is None else rate >= goal)
+    memory = results.get("peak_memory") or {}
+    if memory.get("batch") == 1000 and memory.get("hidden_dim") == SEED_NET["hidden_dim"] and "autocnn" in memory:
+        peak = memory["autocnn"]["peak_rss_mb"]
+        check("autocnn peak RSS, batch-1000 step", f"<= {PEAK_MEMORY_TARGET_MB:.0f} MB", peak,
+              peak <= PEAK_MEMORY_TARGET_MB, " MB")
+    else:
+        check("autocnn peak RSS, batch-1000 step", f"<= {PEAK_MEMORY_TARGET_MB:.0f} MB", None, None)
+    case = _find(results, SEED_NAME, "train step", 50, "float32")
+    speedup = None
+    if case is not None and "autograd-convolve" in case["sides"]:
+        speedup = case["sides"]["autograd-convolve"]["median_s"] / case["sides"]["autocnn"]["median_s"]
+    check("autocnn speed-up over the autograd-convolve net (batch 50 f32 step)",
+          f">= {CONVOLVE_SPEEDUP_TARGET:.0f}x", speedup,
+          None if speedup is None else speedup >= CONVOLVE_SPEEDUP_TARGET, "x")
+    for batch, prototype_ms in PROTOTYPE_STEP_MS.items():
+        case = _find(results, SEED_NAME, "train step", batch, "float32")
+        ratio = None if case is None else 1e3 * case["sides"]["ref-fast"]["median_s"] / prototype_ms
+        check(f"ref-fast step batch {batch} / numpy prototype ({prototype_ms:.0f} ms)",
+              f"<= {REFERENCE_VS_PROTOTYPE_TARGET}", ratio,
+              None if ratio is None else ratio <= REFERENCE_VS_PROTOTYPE_TARGET, "x")
+    return checks
+
+
+# ------------------------------------------------------------------------ running
+
+def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool = True,
+                  only: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """
+    Run the benchmark and return its results.
+
+    Inputs:
+    - quick: Tiny sizes and few repetitions (a smoke test, well under a minute); the
+      numbers then say nothing about speed
+    - repeats: Timed repetitions per side (default 2 quick, 5 full), after one warm-up
+    - memory: Also measure the peak RSS of batch-1000 steps (batch 50 when quick)
+    - only: Run only the cases whose name contains this text
+    - progress: Called with a line of text as each case finishes (e.g. print)
+
+    Returns a JSON-friendly dict:
+    - machine: see `machine_info`; settings: quick, repeats
+    - cases: one dict per case (see `time_case`)
+    - rows: per case with both sides, {name, reference_ms, autocnn_ms, ratio}
+    - peak_memory: {'batch', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}} or None
+    - targets: see `evaluate_targets`
+    """
+    repeats = repeats or (2 if quick else 5)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine_info(), "settings": {"quick": quick, "repeats": repeats},
+                               "cases": []}
+    builders = [_layer_cases, _step_cases]
+    for build in builders:
+        for case in build(quick):
+            if only and only not in case.name:
+                continue
+            timed = time_case(case, repeats)
+            results["cases"].append(timed)
+            if progress:
+                progress(_progress_line(timed))
+    results["peak_memory"] = None
+    if memory and (not only or "memory" in only):
+        batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, SEED_NET["hidden_dim"])
+        results["peak_memory"] = {"batch": batch, "hidden_dim": hidden_dim}
+        for side in ("ref-fast", "autocnn"):
+            results["peak_memory"][side] = measure_peak_memory(side, batch, hidden_dim=hidden_dim)
+            if progress:
+                progress(f"peak RSS, batch {batch} steps, {side}: {results['peak_memory'][side]['peak_rss_mb']:.0f} MB")
+    results["rows"] = [
+        {"name": f"{case['name']} {case['phase']} N={case['batch']} {case['dtype']}",
+         "reference_ms": 1e3 * case["sides"][BASELINE]["median_s"],
+         "autocnn_ms": 1e3 * case["sides"]["autocnn"]["median_s"],
+         "ratio": case["sides"]["autocnn"]["ratio"]}
+        for case in results["cases"] if BASELINE in case["sides"] and "autocnn" in case["sides"]
+    ]
+    results["targets"] = evaluate_targets(results)
+    results["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results["wall_time_s"] = time.perf_counter() - started
+    return results
+
+
+def _progress_line(case: dict) -> str:
+    parts = [f"{side} {1e3 * stats['median_s']:.1f} ms" for side, stats in case["sides"].items()]
+    return f"{case['name']} | {case['phase']} | N={case['batch']} {case['dtype']}: " + ", ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}"
+
+
+def format_table(results: dict) -> str:
+    """
+    The results as Markdown: one row per case and side (median, min-max, ratio to
+    ref-fast, images/s, GFLOP/s), then peak memory, then the issue's targets.
+    """
+    machine = results["machine"]
+    lines = [
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, numpy "
+        f"{machine['numpy']} ({machine['blas']}), scipy {machine['scipy']}, autograd {machine['autograd']}; "
+        f"BLAS env: {machine['blas_env'] or 'none set'}; load average at start "
+        f"{_load(machine.get('load_average_start'))}, at end {_load(machine.get('load_average_end'))}.",
+        f"{results['settings']['repeats']} interleaved repetitions per side after a warm-up"
+        f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
+        "ratio = median / ref-fast median (lower is faster).",
+        "",
+        "| case | pass | N | dtype | side | median ms | min–max ms | ratio | img/s | GFLOP/s |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for case in results["cases"]:
+        for side, stats in case["sides"].items():
+            ratio = stats.get("ratio")
+            gflops = stats.get("gflops")
+            lines.append(
+                f"| {case['name']} | {case['phase']} | {case['batch']} | {case['dtype']} | {side} | "
+                f"{_ms(stats['median_s'])} | {_ms(stats['min_s'])}–{_ms(stats['max_s'])} | "
+                f"{'–' if ratio is None else f'{ratio:.2f}'} | {stats['images_per_s']:.0f} | "
+                f"{'–' if gflops is None else f'{gflops:.1f}'} |"
+            )
+    memory = results.get("peak_memory")
+    if memory:
+        lines += ["", f"Peak memory of a fresh process running batch-{memory['batch']} float32 steps of the 3-layer net "
+                      f"(hidden {memory['hidden_dim']}):", "",
+                  "| side | peak RSS MB | before the steps MB | added by the steps MB |", "|---|---:|---:|---:|"]
+        for side in ("ref-fast", "autocnn"):
+            if side in memory:
+                m = memory[side]
+                lines.append(f"| {side} | {m['peak_rss_mb']:.0f} | {m['before_steps_mb']:.0f} | {m['steps_mb']:.0f} |")
+    lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
+    for target in results.get("targets", []):
+        met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]
+        lines.append(f"| {target['target']} | {target['goal']} | {target['shown'] or '–'} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def _load(values) -> str:
+    return "n/a" if not values else "/".join(f"{v:.1f}" for v in values)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time autograd-derived layers and training steps against hand-written backprop",
+        description="Interleaved timings of layers (forward, forward+backward) and whole training steps for "
+                    "reference naive/fast, autocnn, autocnn with scipy correlate, and autograd's convolve; "
+                    "prints a Markdown table of medians, min-max, ratios to the hand-written fast step, "
+                    "images/s and GFLOP/s, plus peak memory and the issue's targets.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench flags (shared with ``python -m experiments.benchmark``)."""
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repetitions: a smoke test (< 1 minute)")
+    parser.add_argument("--repeats", type=_positive_int, default=None,
+                        help="timed repetitions per side (default 2 quick, 5 full)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--table", metavar="PATH", help="also write the Markdown table to this file")
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    results = run_benchmark(quick=args.quick, repeats=args.repeats, memory=not args.no_memory, only=args.only,
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    table = format_table(results)
+    print(table, end="")
+    for path, text in ((args.json, json.dumps(results, indent=1) + "\n"), (args.table, table)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    return 0
