@@ -109,7 +109,8 @@ class TrainingDivergedError(FloatingPointError):
         rates = sorted(set(learning_rates))
         rate_text = ", ".join(f"{rate:g}" for rate in rates) if rates else "unknown"
         where = (f"the last good checkpoint is {checkpoint}" if checkpoint is not None
-                 else "no checkpoint was written (set checkpoint_name to keep one)")
+                 else "no checkpoint exists yet (one is written at the end of every epoch when "
+                      "checkpoint_name is set)")
         super().__init__(
             f"Training diverged: loss is {loss} at iteration {iteration} / {num_iterations} "
             f"(after {epoch} completed epochs); the learning rate may be too high "
@@ -237,6 +238,8 @@ class Solver:
         self.iteration = 0  # Number of completed iterations (== index of the next one).
         self.best_val_acc = 0.0
         self.best_params: dict[str, np.ndarray] = {}
+        # The params as training left them, before train() swaps the best ones in.
+        self.final_params: dict[str, np.ndarray] = {}
         self.loss_history: list[float] = []
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
@@ -349,6 +352,7 @@ class Solver:
             if epoch_end and self.checkpoint_name is not None:
                 self.save_checkpoint()
 
+        self.final_params = {name: np.array(value, copy=True) for name, value in self.model.params.items()}
         self._swap_in_best_params()
 
     def _record_accuracies(self) -> None:

@@ -456,7 +456,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             status, error = "diverged", diverged
         train_seconds = time.perf_counter() - train_started
 
-        final_params = getattr(solver, "final_params", None) or {
+        final_params = solver.final_params or {
             name: np.array(value, copy=True) for name, value in model.params.items()}
         test_acc = None
         if error is None and len(data.get("X_test", ())) > 0:
@@ -537,26 +537,15 @@ def resume_config(out: str | os.PathLike, **overrides: Any) -> TrainConfig:
 
 def _make_solver(config: TrainConfig, model: Any, data: dict, checkpoint_name: Path | None,
                  checkpoint: Path | None) -> Any:
-    """A Solver for the run (rebuilt from checkpoint when given) that keeps the final params."""
-    import numpy as np
-
+    """A Solver for the run, rebuilt from the checkpoint when one is given."""
     from autocnn.solver import Solver
 
-    class RunSolver(Solver):
-        """The Solver, remembering the last parameters before it swaps the best ones in."""
-
-        final_params: dict | None = None
-
-        def _swap_in_best_params(self) -> None:
-            self.final_params = {name: np.array(value, copy=True) for name, value in self.model.params.items()}
-            super()._swap_in_best_params()
-
     if checkpoint is not None:
-        return RunSolver.resume(checkpoint, model, data, num_epochs=config.num_epochs,
+        return Solver.resume(checkpoint, model, data, num_epochs=config.num_epochs,
                                 print_every=config.print_every, verbose=config.verbose,
                                 checkpoint_name=os.fspath(checkpoint_name),
                                 keep_checkpoints=config.keep_checkpoints)
-    return RunSolver(model, data, update_rule=config.update_rule,
+    return Solver(model, data, update_rule=config.update_rule,
                      optim_config={"learning_rate": config.learning_rate}, lr_decay=config.lr_decay,
                      batch_size=config.batch_size, num_epochs=config.num_epochs,
                      num_train_samples=config.num_train_samples, print_every=config.print_every,
