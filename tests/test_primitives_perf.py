@@ -218,3 +218,15 @@ def test_float32_stays_float32():
     vjp, out = make_vjp(lambda args: ops.max_pool2d(ops.conv2d(*args, 1, 1), 2, 2, 2))((x, w, b))
     assert out.dtype == np.float32
     assert all(grad.dtype == np.float32 for grad in vjp(np.ones_like(out)))
+
+
+@pytest.mark.parametrize("shape,pool", POOL_CASES)
+def test_pool_is_the_same_on_channels_last_memory(shape, pool):
+    """After a conv the image is a channels-last array viewed as NCHW; results must not depend on it."""
+    x = rng.randn(*shape)
+    x_channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    vjp, out = make_vjp(lambda x: ops.max_pool2d(x, *pool, impl="fast"))(x)
+    vjp_cl, out_cl = make_vjp(lambda x: ops.max_pool2d(x, *pool, impl="fast"))(x_channels_last)
+    g = rng.randn(*out.shape)
+    np.testing.assert_array_equal(out_cl, out)
+    np.testing.assert_array_equal(vjp_cl(g), vjp(g))
