@@ -18,7 +18,7 @@ import numpy as onp
 from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
-from autocnn.primitives import correlate_valid, im2col, sliding_windows, window_argmax, window_take
+from autocnn.primitives import correlate_valid, gemm_tt, im2col, sliding_windows, window_maxima, window_take
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -77,14 +77,14 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     kernel = (w.shape[2], w.shape[3])
     if impl == "fast":
         # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F): one
-        # big BLAS call (many small ones stall when the cores are shared), whose result is
-        # channels-last. The NCHW output is a transposed view of it; elementwise ops keep
-        # that layout, and autograd's VJP GEMM for w is then cols @ g, the fast orientation
-        # for its long contraction, with g a free reshape.
+        # big BLAS call (many small ones stall when the cores are shared). Its result is
+        # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
+        # ops keep that layout, so the gradient comes back in it and every GEMM of the
+        # backward pass (see gemm_tt) runs in BLAS's fast orientation without copies.
         cols = im2col(x_pad, kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
         out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
-        rows = np.matmul(np.transpose(cols), np.transpose(np.reshape(w, (w.shape[0], -1))))  # (N*H'*W', F)
+        rows = gemm_tt(cols, np.reshape(w, (w.shape[0], -1)))  # (N * H' * W', F)
         out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
@@ -121,9 +121,11 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     window = (pool_height, pool_width)
     if impl == "fast":
         # The max of a window is its first maximal element: choose it on the values (the
-        # choice is piecewise constant, so carries no gradient), then take it (linear).
+        # choice is piecewise constant, so carries no gradient), then take it (linear;
+        # the maxima found while choosing are handed over rather than gathered again).
         # autograd's VJP is then one scatter of g, not np.max's full-size where/repeat.
-        return window_take(x, window_argmax(getval(x), window, stride), window, stride)
+        maxima, choice = window_maxima(getval(x), window, stride)
+        return window_take(x, choice, window, stride, taken=maxima)
     return np.max(sliding_windows(x, window, stride), axis=(4, 5))
 
 

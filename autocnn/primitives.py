@@ -6,15 +6,16 @@ functions or would make autograd's own VJPs slow:
 
 * ``sliding_windows`` reads overlapping windows through ``as_strided`` (a view autograd
   cannot see through). Its adjoint ``overlap_add`` sums windows back onto the image.
-* ``im2col`` copies the same windows into one contiguous patch matrix per image, the
-  layout in which a convolution is a single batched ``matmul``; its adjoint ``col2im``
-  is ``overlap_add`` of that matrix.
+* ``im2col`` copies the same windows into one contiguous patch matrix, the layout in
+  which a convolution is a single GEMM; its adjoint ``col2im`` adds them back.
+* ``gemm_tt`` is that GEMM, a.T @ b.T computed in the orientation BLAS runs fastest
+  (bilinear, VJPs are autograd.numpy matmuls).
 * ``window_take`` picks one element of every window (max pooling picks the maximum);
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
 
-All are linear (correlate_valid in each argument), so each VJP is the adjoint operator,
+All are linear (correlate_valid and gemm_tt in each argument), so each VJP is the adjoint operator,
 and every adjoint is written with these same primitives plus ``autograd.numpy``. The VJPs
 are therefore traceable themselves and derivatives of any order work (checked with
 ``autograd.test_util``), the way autograd treats its own ``scipy.signal.convolve``.
@@ -26,6 +27,7 @@ import autograd.numpy as anp
 import numpy as onp
 import scipy.signal
 from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
 
 
 # ------------------------------------------------------------------ plain helpers
@@ -155,19 +157,15 @@ def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, i
     out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
     rows, columns = cols.shape
     n, c = columns // (out_h * out_w), rows // (kh * kw)
-    if not cols.T.flags.c_contiguous:
-        # Splitting axes never copies, whatever the layout: this is a view of cols.
-        patches = onp.reshape(cols, (c, kh, kw, n, out_h, out_w))
-        return _overlap_add(patches.transpose(3, 0, 4, 5, 1, 2), image_size, stride)
-    # cols stored as its transpose (what the conv's GEMM VJP produces): add it into a
-    # channels-last image, so reads and writes both run along channels, and return the
-    # NCHW view of that image (the layout the conv's own output has).
-    patches = onp.reshape(cols.T, (n, out_h, out_w, c, kh, kw))
-    image = onp.zeros((n, h, w, c), dtype=cols.dtype)
-    for batch in _batch_chunks(n, max(image[0].nbytes, patches[0].nbytes)):
+    # Splitting axes never copies, whatever the layout: this is a view of cols. Each kernel
+    # offset's block is then one strided slice of a channel-major (C, N, H, W) image; the
+    # image is returned as its NCHW view, the memory layout the conv's output has too.
+    patches = onp.reshape(cols, (c, kh, kw, n, out_h, out_w))
+    image = onp.zeros((c, n, h, w), dtype=cols.dtype)
+    for batch in _batch_chunks(n, c * max(h * w, kh * kw * out_h * out_w) * cols.itemsize):
         for (i, j), at in _window_offsets((kh, kw), stride, (out_h, out_w)):
-            image[batch][:, at[2], at[3]] += patches[batch, :, :, :, i, j]
-    return image.transpose(0, 3, 1, 2)
+            image[:, batch][at] += patches[:, i, j, batch]
+    return image.transpose(1, 0, 2, 3)
 
 
 im2col = primitive(_im2col)
@@ -176,54 +174,111 @@ defvjp(im2col, lambda ans, x, window, stride: lambda g: col2im(g, x.shape[2:], w
 defvjp(col2im, lambda ans, cols, image_size, window, stride: lambda g: im2col(g, window, stride))
 
 
-def window_argmax(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+def _gemm_tt(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
     """
-    Which element of every window is its first maximum (row-major order, as np.argmax).
+    a.T @ b.T, computed as the transpose of b @ a. Bilinear: linear in each argument.
+
+    The same numbers as matmul(a.T, b.T); only the BLAS call differs. For a conv's patch
+    matrix a (C*HH*WW, N*H'*W') and filters b (F, C*HH*WW), OpenBLAS runs b @ a about 2.4x
+    faster on 2 cores than a.T @ b.T, and autograd's own matmul VJPs would need a
+    G @ a.T product that is slower still (seconds) for this long contraction. The VJPs
+    below are matmuls in the fast orientations, written with autograd.numpy.
+
+    Inputs:
+    - a: Array of shape (K, M)
+    - b: Array of shape (F, K)
+
+    Returns:
+    - out: Array of shape (M, F), a transposed view of the C-contiguous (F, M) product
+    """
+    return onp.matmul(b, a).T
+
+
+gemm_tt = primitive(_gemm_tt)
+def _c_ordered(x):
+    """x, or a C-ordered copy of it (traceable: anp.array); the layout is read off the value."""
+    return x if getval(x).flags.c_contiguous else anp.array(x, order="C")
+
+
+# out = a^T b^T: for an upstream g (M, F), da = b^T g^T (K, M) and db = (a g)^T (F, K).
+# da's product is only fast with g^T C-contiguous (g arrives so when the layers keep the
+# conv's channel-major layout; after a batchnorm it may not): else copy the small g^T.
+defvjp(
+    gemm_tt,
+    lambda ans, a, b: lambda g: anp.matmul(anp.transpose(b), _c_ordered(anp.transpose(g))),
+    lambda ans, a, b: lambda g: anp.transpose(anp.matmul(a, g)),
+)
+
+
+def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple[onp.ndarray, onp.ndarray]:
+    """
+    The maximum of every window and which element is its first maximum (row-major order,
+    as np.argmax).
 
     A plain function of plain arrays: the choice is piecewise constant in x, so it carries
-    no gradient; `window_take(x, window_argmax(x, ...), ...)` is max pooling.
+    no gradient; `window_take(x, choice, ...)` is then max pooling (and may be handed the
+    maxima found here so it need not gather them again).
 
     Inputs:
     - x: Array of shape (N, C, H, W)
     - window, stride: As for `sliding_windows`
 
-    Returns:
+    Returns a tuple of:
+    - maxima: Array of shape (N, C, H', W')
     - choice: Integer array of shape (N, C, H', W'); choice = p * kw + q picks
       x[n, c, i * stride + p, j * stride + q]
+    Both keep x's memory layout (e.g. channels-last after a conv), so ufuncs walk input
+    and outputs in the same order.
     """
     n, c, h, w = x.shape
     out_size = (1 + (h - window[0]) // stride, 1 + (w - window[1]) // stride)
-    # Results keep x's memory layout (e.g. channels-last after a conv): ufuncs then walk
-    # input and output in the same order.
     index_type = onp.min_scalar_type(window[0] * window[1] - 1)
-    choice = onp.empty_like(x[:, :, : out_size[0], : out_size[1]], dtype=index_type)
+    maxima = onp.empty_like(x[:, :, : out_size[0], : out_size[1]])
+    choice = onp.empty_like(maxima, dtype=index_type)
     for batch in _batch_chunks(n, x[0].nbytes):
         xs = x[batch]
-        # Pairwise knock-out between neighbouring candidates; on a tie the earlier offset
-        # stays, so the winner is the first maximum. Whole-slice ufuncs, no per-window loop.
-        level = [(xs[at], index_type.type(i * window[1] + j)) for (i, j), at in _window_offsets(window, stride, out_size)]
+        # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
+        # per-window loop). On a tie the earlier offset stays, so the winner is the first
+        # maximum; the left group of every match holds the smaller offsets.
+        level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
         while len(level) > 1:
-            last = len(level) == 2  # the final maximum itself is not needed
-            merged = [(None if last else onp.maximum(va, vb), onp.where(vb > va, kb, ka))
+            merged = [(onp.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
                       for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
             level = merged + level[len(merged) * 2 :]
-        choice[batch] = level[0][1]
-    return choice
+        maxima[batch], choice[batch] = level[0]
+    return maxima, choice
 
 
-def _window_take(x: onp.ndarray, choice: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+def _winner(right: onp.ndarray, left_index, right_index, index_type: onp.dtype) -> onp.ndarray:
+    """right_index where `right` holds, else left_index; each an offset (int) or an array of them."""
+    if isinstance(left_index, int) and isinstance(right_index, int):
+        if right_index == left_index + 1 and index_type.itemsize == 1:
+            # Neighbouring offsets (the first round): the boolean's byte already is 0 or 1.
+            won = right.view(index_type)
+            return won + index_type.type(left_index) if left_index else won
+        left_index, right_index = index_type.type(left_index), index_type.type(right_index)
+    return onp.where(right, right_index, left_index)
+
+
+def _window_take(
+    x: onp.ndarray, choice: onp.ndarray, window: tuple[int, int], stride: int, taken: onp.ndarray | None = None
+) -> onp.ndarray:
     """
     One chosen element of every window: out[n, c, i, j] = x[n, c, i*stride + p, j*stride + q]
     with (p, q) = divmod(choice[n, c, i, j], kw). Linear in x.
 
     Inputs:
     - x: Array of shape (N, C, H, W)
-    - choice: Integer array of shape (N, C, H', W'), e.g. from `window_argmax`
+    - choice: Integer array of shape (N, C, H', W'), e.g. from `window_maxima`
     - window, stride: The windows the choice refers to
+    - taken: Optional, those very elements when the caller already has them (max pooling
+      gets them with the choice); they are returned instead of gathered a second time
 
     Returns:
     - out: Array of shape (N, C, H', W')
     """
+    if taken is not None:
+        return taken
     out = onp.empty_like(choice, dtype=x.dtype)
     for batch in _batch_chunks(x.shape[0], x[0].nbytes):
         xs = x[batch]
@@ -270,7 +325,7 @@ window_take = primitive(_window_take)
 window_put = primitive(_window_put)
 defvjp(
     window_take,
-    lambda ans, x, choice, window, stride: lambda g: window_put(g, choice, x.shape[2:], window, stride),
+    lambda ans, x, choice, window, stride, taken=None: lambda g: window_put(g, choice, x.shape[2:], window, stride),
 )
 defvjp(
     window_put,

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from autocnn import ops
-from autocnn.primitives import col2im, im2col, window_argmax, window_put, window_take
+from autocnn.primitives import col2im, gemm_tt, im2col, window_maxima, window_put, window_take
 from reference.conv_layers import (
     conv_backward_naive,
     conv_forward_naive,
@@ -109,24 +109,33 @@ def test_im2col_and_col2im_second_order(shape, window, stride):
     check_grads(lambda c: col2im(c, shape[2:], window, stride), modes=["rev"], order=2)(c)
 
 
+@pytest.mark.parametrize("k,m,f", [(1, 1, 1), (3, 7, 2), (12, 40, 5)])
+def test_gemm_tt_is_the_transposed_product_and_differentiates_twice(k, m, f):
+    a, b = rng.randn(k, m), rng.randn(f, k)
+    np.testing.assert_allclose(gemm_tt(a, b), a.T @ b.T, rtol=1e-12, atol=1e-12)
+    check_grads(gemm_tt, modes=["rev"], order=2)(a, b)
+
+
 @pytest.mark.parametrize("shape,pool", POOL_CASES)
-def test_window_argmax_is_the_first_maximum(shape, pool):
+def test_window_maxima_are_the_maxima_and_the_first_argmax(shape, pool):
     ph, pw, stride = pool
     x = rng.randn(*shape)
     x[0, 0] = np.round(x[0, 0])  # many ties
-    choice = window_argmax(x, (ph, pw), stride)
+    maxima, choice = window_maxima(x, (ph, pw), stride)
+    np.testing.assert_array_equal(maxima, window_take(x, choice, (ph, pw), stride))
     out_h, out_w = choice.shape[2:]
     for i in range(out_h):
         for j in range(out_w):
             window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw].reshape(shape[:2] + (-1,))
             np.testing.assert_array_equal(choice[:, :, i, j], np.argmax(window, axis=2))
+            np.testing.assert_array_equal(maxima[:, :, i, j], np.max(window, axis=2))
 
 
 @pytest.mark.parametrize("shape,pool", POOL_CASES)
 def test_window_put_is_the_adjoint_of_window_take(shape, pool):
     ph, pw, stride = pool
     x = rng.randn(*shape)
-    choice = window_argmax(rng.randn(*shape), (ph, pw), stride)
+    _, choice = window_maxima(rng.randn(*shape), (ph, pw), stride)
     g = rng.randn(*choice.shape)
     lhs = np.sum(window_take(x, choice, (ph, pw), stride) * g)
     rhs = np.sum(x * window_put(g, choice, shape[2:], (ph, pw), stride))
@@ -137,7 +146,7 @@ def test_window_put_is_the_adjoint_of_window_take(shape, pool):
 def test_window_take_and_put_second_order(shape, pool):
     ph, pw, stride = pool
     x = rng.randn(*shape)
-    choice = window_argmax(x, (ph, pw), stride)
+    _, choice = window_maxima(x, (ph, pw), stride)
     check_grads(lambda x: window_take(x, choice, (ph, pw), stride), modes=["rev"], order=2)(x)
     g = rng.randn(*choice.shape)
     check_grads(lambda g: window_put(g, choice, shape[2:], (ph, pw), stride), modes=["rev"], order=2)(g)
