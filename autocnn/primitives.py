@@ -15,10 +15,10 @@ functions or would make autograd's own VJPs slow:
   integer argument, not differentiated, so both are linear in their array argument.
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
 
-All are linear (correlate_valid and gemm_tt in each argument), so each VJP is the adjoint operator,
-and every adjoint is written with these same primitives plus ``autograd.numpy``. The VJPs
-are therefore traceable themselves and derivatives of any order work (checked with
-``autograd.test_util``), the way autograd treats its own ``scipy.signal.convolve``.
+All are linear (correlate_valid and gemm_tt in each argument), so each VJP is the adjoint
+operator, and every adjoint is written with these same primitives plus ``autograd.numpy``.
+The VJPs are therefore traceable themselves and derivatives of any order work (checked
+with ``autograd.test_util``), the way autograd treats its own ``scipy.signal.convolve``.
 """
 
 from __future__ import annotations
@@ -195,6 +195,8 @@ def _gemm_tt(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
 
 
 gemm_tt = primitive(_gemm_tt)
+
+
 def _c_ordered(x):
     """x, or a C-ordered copy of it (traceable: anp.array); the layout is read off the value."""
     return x if getval(x).flags.c_contiguous else anp.array(x, order="C")
@@ -227,8 +229,8 @@ def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple
     - maxima: Array of shape (N, C, H', W')
     - choice: Integer array of shape (N, C, H', W'); choice = p * kw + q picks
       x[n, c, i * stride + p, j * stride + q]
-    Both keep x's memory layout (e.g. channels-last after a conv), so ufuncs walk input
-    and outputs in the same order.
+    Both keep x's memory layout (channel-major after a conv), so ufuncs walk input and
+    outputs in the same order.
     """
     n, c, h, w = x.shape
     out_size = (1 + (h - window[0]) // stride, 1 + (w - window[1]) // stride)
@@ -303,7 +305,7 @@ def _window_put(
     """
     n, c, out_h, out_w = g.shape
     # Mixed memory layouts (g from a reshape is NCHW, choice follows the image, which is
-    # channels-last after a conv) make every ufunc below stride badly: one quarter-size
+    # channel-major after a conv) make every ufunc below stride badly: one quarter-size
     # copy of g into choice's layout is several times cheaper.
     g = _in_layout_of(g, choice)
     overlapping = stride < max(window)
