@@ -51,7 +51,7 @@ def test_experiment_configs_are_the_notebook_cells():
         ([1000], 1000, 10, 0.99, "float32")
     deeper = beyond_65.config_for(60).resolved()
     assert deeper.model == "convnet" and deeper.use_batchnorm and deeper.time_budget == 60
-    assert deeper.blocks == [[32, 32], [64, 64], [128, 128]]
+    assert deeper.blocks == [[16, 16], [32, 32], [64, 64]]
 
 
 def test_experiment_runs_as_a_module(tiny_data, tmp_path):
