@@ -19,6 +19,8 @@ import numpy as onp
 from autograd import make_vjp
 from autograd.tracer import getval
 
+from reference.validation import check_dout
+
 
 @dataclass(frozen=True)
 class DerivedCache:
@@ -101,8 +103,7 @@ def backward(dout, cache: DerivedCache):
             f"cache must come from an autocnn *_forward function, got {type(cache).__name__}; "
             "caches of other implementations cannot be mixed with autocnn backward passes"
         )
-    if onp.shape(dout) != cache.out_shape:
-        raise ValueError(f"dout must have the forward output's shape {cache.out_shape}, got shape {onp.shape(dout)}")
+    check_dout(dout, cache.out_shape)
     grads = cache.vjp(dout)
     return grads[0] if cache.num_inputs == 1 else grads
 
