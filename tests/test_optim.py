@@ -112,3 +112,60 @@ def test_numpy_and_python_learning_rates_agree_bitwise(rule):
 def test_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match weight shape \(2,\)"):
         sgd(np.zeros(2), np.zeros(3))
+
+
+def _whole_array_adam(w, dw, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """The notebook's Adam over whole arrays, the formula the blocked rule must reproduce bitwise."""
+    m = beta1 * m + (1.0 - beta1) * dw
+    v = beta2 * v + (1.0 - beta2) * dw * dw
+    next_w = w - lr * (m / (1.0 - beta1 ** t)) / (np.sqrt(v / (1.0 - beta2 ** t)) + eps)
+    return next_w, m, v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_adam_is_bitwise_the_whole_array_formula(dtype):
+    rng = np.random.RandomState(1)
+    size = 3 * optim.BLOCK_SIZE + 17  # several blocks and a ragged last one
+    w = rng.randn(size).astype(dtype)
+    config, m, v = {}, np.zeros(size, dtype), np.zeros(size, dtype)
+    for t in (1, 2, 3):
+        dw = rng.randn(size).astype(dtype)
+        expected_w, m, v = _whole_array_adam(w, dw, m, v, t)
+        w, config = adam(w, dw, config)
+        np.testing.assert_array_equal(w, expected_w)
+        np.testing.assert_array_equal(config["m"], m)
+        np.testing.assert_array_equal(config["v"], v)
+
+
+@pytest.mark.parametrize("rule, state_key", [(sgd_momentum, "velocity"), (rmsprop, "cache"), (adam, "v")])
+def test_state_is_advanced_in_place_and_weights_are_left_alone(rule, state_key):
+    rng = np.random.RandomState(2)
+    w = rng.randn(optim.BLOCK_SIZE + 5).astype(np.float32)
+    w_before = w.copy()
+    _, config = rule(w, rng.randn(w.size).astype(np.float32), None)
+    state = config[state_key]
+    next_w, config = rule(w, rng.randn(w.size).astype(np.float32), config)
+    assert config[state_key] is state  # the rule's own array, updated where it lies
+    assert not np.shares_memory(next_w, w)
+    np.testing.assert_array_equal(w, w_before)
+
+
+@pytest.mark.parametrize("rule", list(optim.UPDATE_RULES.values()))
+def test_any_layout_gives_the_same_update(rule):
+    rng = np.random.RandomState(3)
+    w, dw = rng.randn(40, 30), rng.randn(40, 30)
+    expected, expected_config = rule(w, dw, {"learning_rate": 1e-2})
+    # Transposed views, and state handed in as float32 Fortran-ordered arrays.
+    config = {"learning_rate": 1e-2}
+    got, config = rule(np.asfortranarray(w), np.asfortranarray(dw), config)
+    np.testing.assert_array_equal(got, expected)
+    for key, value in expected_config.items():
+        if isinstance(value, np.ndarray):
+            foreign = np.asfortranarray(value.astype(np.float32))
+            _, again = rule(w, dw, dict(expected_config, **{key: foreign}))
+            assert again[key].dtype == w.dtype and again[key].flags.c_contiguous
+
+
+def test_state_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match=r"config\['m'\] has shape \(3,\), but the weights have shape \(2,\)"):
+        adam(np.zeros(2), np.zeros(2), {"m": np.zeros(3)})
