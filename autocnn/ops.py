@@ -18,7 +18,8 @@ import numpy as onp
 from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
-from autocnn.primitives import correlate_valid, gemm_tt, im2col, sliding_windows, window_maxima, window_take
+from autocnn.primitives import (correlate_valid, gemm_tt, half_squared_norm, im2col, sliding_windows, window_maxima,
+                                window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -253,6 +254,4 @@ def svm_loss(scores, y):
 
 def l2_penalty(weights, reg: float):
     """0.5 * reg * sum of squared entries over all the given weight arrays."""
-    # A dot product of the flattened weights: one read forward and no full-size repeat of
-    # the upstream scalar in the VJP (np.sum's VJP broadcasts it into a new array first).
-    return 0.5 * reg * sum(np.dot(np.ravel(w), np.ravel(w)) for w in weights)
+    return reg * sum(half_squared_norm(w) for w in weights)

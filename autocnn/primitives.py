@@ -14,9 +14,13 @@ functions or would make autograd's own VJPs slow:
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
+* ``half_squared_norm`` is the weight-decay term 0.5 * <w, w>: traced as w * w or as a
+  dot product, w has two uses whose gradients autograd sums in two extra full-size passes;
+  its gradient is just g * w.
 
-All are linear (correlate_valid and gemm_tt in each argument), so each VJP is the adjoint
-operator, and every adjoint is written with these same primitives plus ``autograd.numpy``.
+All but the last are linear (correlate_valid and gemm_tt in each argument), so each VJP is
+the adjoint operator, and every adjoint is written with these same primitives plus
+``autograd.numpy``.
 The VJPs are therefore traceable themselves and derivatives of any order work (checked
 with ``autograd.test_util``), the way autograd treats its own ``scipy.signal.convolve``.
 """
@@ -376,3 +380,13 @@ def _correlate_valid_vjp_w(ans, x, w):
 
 
 defvjp(correlate_valid, _correlate_valid_vjp_x, _correlate_valid_vjp_w)
+
+
+@primitive
+def half_squared_norm(w: onp.ndarray):
+    """0.5 * sum(w ** 2), read in one BLAS dot product (float32 stays float32)."""
+    flat = w.ravel()
+    return 0.5 * onp.dot(flat, flat)
+
+
+defvjp(half_squared_norm, lambda ans, w: lambda g: g * w)
