@@ -492,6 +492,9 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
     """Run in a fresh process: build the net, run a few steps, print memory figures as JSON."""
     import numpy as np
 
+    from autocnn.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the memory a training run holds with the setting autocnn train uses
     model = _seed_net_models("float32", hidden_dim)[side]()
     rng = np.random.RandomState(7)
     X, y = rng.randn(batch, 3, 32, 32).astype("float32"), rng.randint(10, size=batch)
@@ -652,9 +655,14 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - peak_memory: {'batch', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}} or None
     - targets: see `evaluate_targets`
     """
+    from autocnn.allocator import keep_freed_memory
+
     repeats = repeats or (2 if quick else 5)
     started = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine_info(), "settings": {"quick": quick, "repeats": repeats},
+    # As autocnn train runs (see autocnn.allocator); every side of every case shares it.
+    keeps_freed_memory = keep_freed_memory()
+    results: dict[str, Any] = {"machine": machine_info(),
+                               "settings": {"quick": quick, "repeats": repeats, "keeps_freed_memory": keeps_freed_memory},
                                "cases": []}
     builders = [_layer_cases, _step_cases]
     for build in builders:
@@ -709,7 +717,8 @@ def format_table(results: dict) -> str:
         f"{_load(machine.get('load_average_start'))}, at end {_load(machine.get('load_average_end'))}.",
         f"{results['settings']['repeats']} interleaved repetitions per side after a warm-up"
         f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
-        "ratio = median / ref-fast median (lower is faster).",
+        "ratio = median / ref-fast median (lower is faster); malloc "
+        f"{'keeps freed memory (autocnn.allocator, as in autocnn train)' if results['settings'].get('keeps_freed_memory') else 'as the C library defaults'}.",
         "",
         "| case | pass | N | dtype | side | median ms | min–max ms | ratio | img/s | GFLOP/s |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|",

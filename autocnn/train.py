@@ -405,8 +405,10 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
     """
     import numpy as np
 
+    from autocnn.allocator import keep_freed_memory
     from autocnn.solver import latest_checkpoint
 
+    keep_freed_memory()  # a step re-creates the same big arrays: reuse their memory (see autocnn.allocator)
     started = time.perf_counter()
     load_at_start = [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
     config = config.resolved()
