@@ -163,6 +163,10 @@ def conv_backward_fast(
 # ---------------------------------------------------------------------------
 
 
+# Bytes of input images per block in max_pool_backward_fast (see there).
+_POOL_BLOCK_BYTES = 2**18
+
+
 def _pool_geometry(pool_param: dict) -> tuple[int, int, int]:
     return pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
 
@@ -233,17 +237,23 @@ def max_pool_backward_fast(dout: np.ndarray, cache: tuple) -> np.ndarray:
 
     # zeros_like keeps x's memory layout, so dx matches the upstream conv output's.
     dx = np.zeros_like(x, dtype=dout.dtype)
-    max_not_found_yet = np.ones(out.shape, dtype=bool)
-    is_first_max = np.empty(out.shape, dtype=bool)
-    for di in range(pool_h):
-        rows = _offset_slice(di, stride, out_h)
-        for dj in range(pool_w):
-            at_offset = (slice(None), slice(None), rows, _offset_slice(dj, stride, out_w))
-            np.equal(x[at_offset], out, out=is_first_max)
-            is_first_max &= max_not_found_yet
-            if windows_overlap:
-                dx[at_offset] += is_first_max * dout
-            else:
-                np.multiply(is_first_max, dout, out=dx[at_offset])
-            max_not_found_yet ^= is_first_max
+    # A cache-sized block of images at a time: each offset below re-reads the block's
+    # x, out and dout, which then come from cache rather than memory.
+    images_per_block = max(1, _POOL_BLOCK_BYTES // max(1, x[0].nbytes))
+    for first in range(0, x.shape[0], images_per_block):
+        block = slice(first, first + images_per_block)
+        x_block, out_block, dout_block, dx_block = x[block], out[block], dout[block], dx[block]
+        max_not_found_yet = np.ones(out_block.shape, dtype=bool)
+        is_first_max = np.empty(out_block.shape, dtype=bool)
+        for di in range(pool_h):
+            rows = _offset_slice(di, stride, out_h)
+            for dj in range(pool_w):
+                at_offset = (slice(None), slice(None), rows, _offset_slice(dj, stride, out_w))
+                np.equal(x_block[at_offset], out_block, out=is_first_max)
+                is_first_max &= max_not_found_yet
+                if windows_overlap:
+                    dx_block[at_offset] += is_first_max * dout_block
+                else:
+                    np.multiply(is_first_max, dout_block, out=dx_block[at_offset])
+                max_not_found_yet ^= is_first_max
     return dx

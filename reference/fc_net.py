@@ -148,7 +148,7 @@ class FullyConnectedNet:
 
         data_loss, dscores = softmax_loss(scores, y)
         weight_names = [f"W{layer}" for layer in range(1, last + 1)]
-        loss = data_loss + 0.5 * self.reg * sum(np.sum(p[name] * p[name]) for name in weight_names)
+        loss = data_loss + 0.5 * self.reg * sum(np.vdot(p[name], p[name]) for name in weight_names)  # vdot: no W*W temporary
 
         grads = {}
         dhidden, grads[f"W{last}"], grads[f"b{last}"] = affine_backward(dscores, scores_cache)

@@ -265,6 +265,17 @@ def test_fast_conv_backward_is_unchanged_by_blocking_over_images(monkeypatch, im
     _assert_fast_conv_equals_naive(*_conv_inputs(case))
 
 
+@pytest.mark.parametrize("images_per_block", [1, 2, 4])
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_fast_pool_backward_is_unchanged_by_blocking_over_images(monkeypatch, case, images_per_block):
+    # max_pool_backward_fast works through a few images at a time; force several blocks,
+    # with ties everywhere (rounded inputs) and overlapping windows among the cases.
+    x, pool_param = _pool_inputs(case)
+    x = np.round(np.concatenate([x] * 5))  # 5 times the batch: ragged last blocks too
+    monkeypatch.setattr(reference.fast_layers, "_POOL_BLOCK_BYTES", images_per_block * x[0].nbytes)
+    _assert_fast_pool_equals_naive(x, pool_param)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     N=st.integers(1, 3),
