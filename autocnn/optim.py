@@ -207,7 +207,15 @@ def adam(w: np.ndarray, dw: np.ndarray,
         m += (1.0 - beta1) * dw
         v *= beta2
         v += (1.0 - beta2) * dw * dw
-        np.subtract(w, learning_rate * (m / m_correction) / (np.sqrt(v / v_correction) + epsilon), out=next_w)
+        # next_w <- w - learning_rate * (m / m_correction) / (sqrt(v / v_correction) + epsilon),
+        # the same operations in the same order, with next_w's block as the scratch space.
+        denominator = v / v_correction
+        np.sqrt(denominator, out=denominator)
+        denominator += epsilon
+        np.divide(m, m_correction, out=next_w)
+        next_w *= learning_rate
+        next_w /= denominator
+        np.subtract(w, next_w, out=next_w)
 
     next_w = _blockwise(update, w, dw, _state(config, "m", w), _state(config, "v", w))
     config["t"] = step
