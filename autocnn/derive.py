@@ -115,16 +115,17 @@ def _sum_of_parts(parts: list, leaf):
     and allocation per step.
     """
     dtype = onp.asarray(leaf).dtype
-    if not parts or type(parts[-1]) is SparseObject:  # no part yet to add into
+    dense = [index for index, part in enumerate(parts) if type(part) is not SparseObject]
+    if not dense:  # nothing to add into yet (or no part at all: the output ignores this input)
         total = onp.zeros(onp.shape(leaf), dtype)
     else:
-        total = parts.pop()
+        total = parts.pop(dense[-1])
         if not (type(total) is onp.ndarray and sys.getrefcount(total) <= _SOLE_REFERENCE and total.dtype == dtype
                 and total.flags.owndata and total.flags.writeable):
             # Also keeps a float64 dout from upcasting float32 gradients.
             total = onp.array(total, dtype=dtype, copy=True)
     for part in parts:
-        if type(part) is SparseObject:  # e.g. from indexing: it adds itself in at its indices
+        if type(part) is SparseObject:  # indexing's, weight decay's: it adds itself in
             total = part.mut_add(total)
         else:
             total += part

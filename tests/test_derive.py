@@ -13,17 +13,22 @@ rng = np.random.RandomState(0)
 
 
 def _objective(params):
-    """Uses w twice (a layer and a weight decay), indexes scores (a sparse VJP), ignores 'unused'."""
+    """
+    Uses w twice (a layer and a weight decay), indexes scores (a sparse VJP), decays a
+    parameter nothing else uses, decays an intermediate (2 b), and ignores 'unused'.
+    """
     scores = anp.dot(params["x"], params["w"]) + params["b"]
     picked = scores[np.arange(3), np.array([0, 2, 1])]
-    value = anp.sum(anp.tanh(scores)) - anp.sum(picked) + 0.1 * half_squared_norm(params["w"])
+    value = (anp.sum(anp.tanh(scores)) - anp.sum(picked) + 0.1 * half_squared_norm(params["w"])
+             + 0.3 * half_squared_norm(params["decay_only"]) + half_squared_norm(2.0 * params["b"]))
     return value, {"mean": anp.mean(scores)}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_value_and_grad_with_aux_matches_autograd(dtype):
     params = {"x": rng.randn(3, 4).astype(dtype), "w": rng.randn(4, 5).astype(dtype),
-              "b": rng.randn(5).astype(dtype), "unused": rng.randn(2).astype(dtype)}
+              "b": rng.randn(5).astype(dtype), "unused": rng.randn(2).astype(dtype),
+              "decay_only": rng.randn(40000).astype(dtype)}  # more than one block of _add_scaled
     value, grads, aux = derive.value_and_grad_with_aux(_objective, params)
     expected = autograd.grad(lambda p: _objective(p)[0])(params)
     assert value == pytest.approx(_objective(params)[0], rel=1e-6)
@@ -82,3 +87,14 @@ def test_half_squared_norm_value_and_second_order():
     assert half_squared_norm(w) == pytest.approx(0.5 * np.sum(w * w), rel=1e-14)
     check_grads(half_squared_norm, modes=["rev"], order=2)(w)
     assert half_squared_norm(w.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_weight_decay_contribution_adds_itself_in_whatever_the_layout(layout):
+    from autocnn.primitives import _add_scaled
+
+    w = rng.randn(300, 250)
+    total = np.array(rng.randn(300, 250), order=layout)
+    expected = total + 0.7 * w
+    assert _add_scaled(total, w, 0.7) is total
+    np.testing.assert_allclose(total, expected, rtol=1e-15)
