@@ -18,7 +18,7 @@ import numpy as onp
 from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
-from autocnn.primitives import (correlate_valid, gemm_tt, half_squared_norm, im2col, sliding_windows, window_maxima,
+from autocnn.primitives import (channel_sum, correlate_valid, gemm_tt, half_squared_norm, im2col, sliding_windows, window_maxima,
                                 window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
@@ -132,13 +132,13 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
 
 def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
     """
-    Batch normalization over the first axis.
+    Batch normalization per feature (axis 1), over the batch and any further axes.
 
     y = gamma * (x - mu) / sqrt(var + eps) + beta, with mu and var the batch statistics
     in training and the running statistics at test time.
 
     Inputs:
-    - x: Array of shape (N, D)
+    - x: Array of shape (N, D), or (N, C, H, W) for spatial batchnorm (see there)
     - gamma, beta: Scale and shift of shape (D,)
     - running_mean, running_var: Running statistics of shape (D,)
     - train: Normalise with the batch statistics (True) or the running ones (False)
@@ -146,31 +146,34 @@ def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: 
     - eps: Added to the variance for numerical stability
 
     Returns a tuple of:
-    - out: Array of shape (N, D)
+    - out: Array of x's shape
     - running_mean, running_var: The updated running statistics (unchanged at test
       time), returned as values rather than written anywhere, so traced code stays pure
     """
+    per_feature = (1, -1) + (1,) * (x.ndim - 2)  # a (D,) vector broadcast against x
     if train:
-        # Sums divided by a Python int rather than np.mean / np.var: autograd's VJPs of those
-        # divide by a numpy int64 count, which turns float32 gradients into float64.
-        n = int(x.shape[0])
-        mean = np.sum(x, axis=0) / n
+        # channel_sum divided by a Python int: its VJP is a broadcast view, where np.sum's
+        # builds zeros plus a repeat, and np.mean / np.var's divide by a numpy int64 that
+        # turns float32 gradients into float64.
+        n = x.size // x.shape[1]
+        mean = channel_sum(x) / n
         centered = x - mean
-        var = np.sum(centered * centered, axis=0) / n
-        running_mean = momentum * running_mean + (1 - momentum) * mean
-        running_var = momentum * running_var + (1 - momentum) * var
+        var = channel_sum(centered * centered) / n
+        running_mean = momentum * running_mean + (1 - momentum) * np.reshape(mean, (-1,))
+        running_var = momentum * running_var + (1 - momentum) * np.reshape(var, (-1,))
     else:
-        mean, var = running_mean, running_var
+        mean, var = np.reshape(running_mean, per_feature), np.reshape(running_var, per_feature)
         centered = x - mean
-    # Times 1 / std (one value per feature) rather than divided by std: autograd's VJP of a
-    # division by a broadcast vector builds three full-size temporaries, of a product one.
-    x_hat = centered * (1.0 / np.sqrt(var + eps))
-    return gamma * x_hat + beta, running_mean, running_var
+    # gamma / std folded into one scale per feature first: two full-size passes forward
+    # (times, plus) and their VJPs, instead of x_hat, gamma * x_hat, + beta.
+    scale = np.reshape(gamma, per_feature) / np.sqrt(var + eps)
+    return centered * scale + np.reshape(beta, per_feature), running_mean, running_var
 
 
 def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
     """
-    Batch normalization per channel, over the batch and both spatial axes.
+    Batch normalization per channel, over the batch and both spatial axes: `batchnorm`
+    of a 4-D array, computed in x's own layout (no transposes to one row per pixel).
 
     Inputs:
     - x: Array of shape (N, C, H, W)
@@ -181,10 +184,7 @@ def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, mo
     - out: Array of shape (N, C, H, W)
     - running_mean, running_var: Updated running statistics of shape (C,)
     """
-    n, c, h, w = x.shape
-    rows = np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, c))  # one row per pixel
-    out, running_mean, running_var = batchnorm(rows, gamma, beta, running_mean, running_var, train, momentum, eps)
-    return np.transpose(np.reshape(out, (n, h, w, c)), (0, 3, 1, 2)), running_mean, running_var
+    return batchnorm(x, gamma, beta, running_mean, running_var, train, momentum, eps)
 
 
 def dropout_mask(shape: tuple[int, ...], keep_prob: float, rng: onp.random.RandomState | None = None) -> onp.ndarray:

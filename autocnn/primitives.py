@@ -14,6 +14,8 @@ functions or would make autograd's own VJPs slow:
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
+* ``channel_sum`` sums over all but the channel axis (batchnorm's statistics); its VJP is
+  a broadcast view where np.sum's writes zeros and adds g into them.
 * ``half_squared_norm`` is the weight-decay term 0.5 * <w, w>: traced as w * w or as a
   dot product, w has two uses whose gradients autograd sums in two extra full-size passes;
   its gradient is just g * w, which it adds straight into the weight's gradient sum.
@@ -415,3 +417,23 @@ def _add_scaled(total: onp.ndarray, w: onp.ndarray, scale) -> onp.ndarray:
 
 
 defvjp(half_squared_norm, _half_squared_norm_vjp)
+
+
+@primitive
+def channel_sum(x: onp.ndarray) -> onp.ndarray:
+    """
+    Sum over every axis but axis 1 (the feature / channel axis), keeping the axes.
+
+    Inputs:
+    - x: Array of shape (N, C, ...)
+
+    Returns:
+    - sums: Array of shape (1, C, 1, ...), broadcastable against x
+    """
+    return onp.sum(x, axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
+
+
+# The adjoint of a sum is a broadcast: a read-only view of g, nothing is written. (np.sum's
+# VJP materialises it as zeros plus g, two full-size passes.) Views reaching a gradient sum
+# are never added into: autograd and autocnn.derive add them into arrays of their own.
+defvjp(channel_sum, lambda ans, x: lambda g: anp.broadcast_to(g, anp.shape(x)))

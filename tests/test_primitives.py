@@ -69,3 +69,14 @@ def test_pool_impls_agree(width, pool):
     x = rng.randn(2, 3, 8, width)
     np.testing.assert_array_equal(ops.max_pool2d(x, *pool, impl="fast"), ops.max_pool2d(x, *pool, impl="windows"))
     check_grads(lambda x: ops.max_pool2d(x, *pool, impl="fast"), modes=["rev"], order=1)(x)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 5)])
+def test_channel_sum_value_and_second_order(shape):
+    from autocnn.primitives import channel_sum
+
+    x = rng.randn(*shape)
+    axes = (0,) + tuple(range(2, x.ndim))
+    np.testing.assert_allclose(channel_sum(x), np.sum(x, axis=axes, keepdims=True), rtol=1e-14)
+    check_grads(lambda x: channel_sum(x) * np.arange(1.0, shape[1] + 1).reshape((1, -1) + (1,) * (x.ndim - 2)),
+                modes=["rev"], order=2)(x)
