@@ -191,7 +191,9 @@ def backward(dout, cache: DerivedCache):
       (dx, dw, db, ...) in the order of its inputs
     """
     if not isinstance(cache, DerivedCache):
-        raise TypeError(
+        # ValueError, as the reference's check_cache raises for a foreign cache: a notebook
+        # catching bad input behaves the same with either side's layers.
+        raise ValueError(
             f"cache must come from an autocnn *_forward function, got {type(cache).__name__}; "
             "caches of other implementations cannot be mixed with autocnn backward passes"
         )

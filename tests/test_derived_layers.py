@@ -250,5 +250,8 @@ def test_every_reference_layer_has_a_derived_twin():
 def test_backward_refuses_a_foreign_cache():
     x = np.random.randn(3, 4)
     _, ref_cache = ref.relu_forward(x)
-    with pytest.raises(TypeError, match="autocnn"):
+    with pytest.raises(ValueError, match="autocnn"):
         layers.relu_backward(np.ones_like(x), ref_cache)
+    _, our_cache = layers.relu_forward(x)
+    with pytest.raises(ValueError, match="relu_forward"):  # and the other way round, the same error type
+        ref.relu_backward(np.ones_like(x), our_cache)
