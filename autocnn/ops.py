@@ -18,8 +18,8 @@ import numpy as onp
 from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
-from autocnn.primitives import (channel_sum, correlate_valid, gemm_tt, half_squared_norm, im2col, sliding_windows, window_maxima,
-                                window_take)
+from autocnn.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col, sliding_windows,
+                                window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -82,10 +82,12 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
         # ops keep that layout, so the gradient comes back in it and every GEMM of the
         # backward pass (see gemm_tt) runs in BLAS's fast orientation without copies.
-        cols = im2col(x_pad, kernel, stride)  # (C * HH * WW, N * H' * W')
+        # The patch matrix is built once from the plain values and handed to the GEMM, which
+        # keeps it for dw; dx is taken through x_pad itself, block by block (conv_gemm).
+        cols = im2col(getval(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
         out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
-        rows = gemm_tt(cols, np.reshape(w, (w.shape[0], -1)))  # (N * H' * W', F)
+        rows = conv_gemm(x_pad, np.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
         out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from autograd import make_vjp
 from autograd.test_util import check_grads
+from autograd.tracer import getval
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from autocnn import ops
-from autocnn.primitives import col2im, gemm_tt, im2col, window_maxima, window_put, window_take
+import autocnn.primitives
+from autocnn.primitives import col2im, col2im_gemm, conv_gemm, gemm_tt, im2col, window_maxima, window_put, window_take
 from reference.conv_layers import (
     conv_backward_naive,
     conv_forward_naive,
@@ -240,3 +242,49 @@ def test_pool_is_the_same_whatever_the_memory_layout(shape, pool, axes):
     g = rng.randn(*out.shape)
     np.testing.assert_array_equal(out_relaid, out)
     np.testing.assert_array_equal(vjp_relaid(g), vjp(g))
+
+
+@pytest.mark.parametrize("images_per_block", [1, 2, 100])
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block):
+    # A conv's input gradient is formed a few images at a time; force 1- and 2-image blocks
+    # (ragged last ones too) and one block for all.
+    x = rng.randn(*shape)
+    f, k = 3, shape[1] * window[0] * window[1]
+    rows = im2col(x, window, stride).shape[1]
+    w_mat, g = rng.randn(f, k), rng.randn(rows, f)
+    pixels = rows // shape[0]
+    monkeypatch.setattr(autocnn.primitives, "_PATCH_GRADIENT_BLOCK_BYTES", images_per_block * k * pixels * 8)
+    expected = col2im(w_mat.T @ g.T, shape[2:], window, stride)
+    np.testing.assert_allclose(col2im_gemm(w_mat, g, shape[2:], window, stride), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:3])
+def test_conv_gemm_and_col2im_gemm_second_order(shape, window, stride):
+    x = rng.randn(*shape)
+    f, k = 2, shape[1] * window[0] * window[1]
+    w_mat = rng.randn(f, k)
+    g = rng.randn(im2col(x, window, stride).shape[1], f)
+    # cols is a plain constant, as ops.conv2d hands it in; the gradients still follow x.
+    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, im2col(getval(x), window, stride), window, stride),
+                modes=["rev"], order=2)(x, w_mat)
+    check_grads(lambda w_mat, g: col2im_gemm(w_mat, g, shape[2:], window, stride), modes=["rev"], order=2)(w_mat, g)
+
+
+def test_fast_conv_mixed_second_derivative_follows_x_through_the_kept_patches():
+    # dW is formed from the patch matrix the forward kept; differentiated again with respect
+    # to x it must follow x (check_grads' second order does not reach this mixed term).
+    import autograd
+    import autograd.numpy as anp
+
+    x, w, b = rng.randn(2, 3, 7, 6), rng.randn(2, 3, 3, 2), rng.randn(2)
+    g = rng.randn(*ops.conv2d(x, w, b, 1, 1).shape)
+    v = rng.randn(*w.shape)
+
+    def dw_along_v(x):
+        dw = autograd.grad(lambda w: anp.sum(ops.conv2d(x, w, b, 1, 1, impl="fast") * g))(w)
+        return anp.sum(dw * v)
+
+    direction, eps = rng.randn(*x.shape), 1e-6
+    numerical = (dw_along_v(x + eps * direction) - dw_along_v(x - eps * direction)) / (2 * eps)
+    assert np.sum(autograd.grad(dw_along_v)(x) * direction) == pytest.approx(numerical, rel=1e-6)
