@@ -169,3 +169,42 @@ def test_any_layout_gives_the_same_update(rule):
 def test_state_of_the_wrong_shape_is_named():
     with pytest.raises(ValueError, match=r"config\['m'\] has shape \(3,\), but the weights have shape \(2,\)"):
         adam(np.zeros(2), np.zeros(2), {"m": np.zeros(3)})
+
+
+@pytest.mark.parametrize("rule", list(optim.UPDATE_RULES.values()))
+def test_threaded_update_is_bitwise_the_single_threaded_one(monkeypatch, rule):
+    rng = np.random.RandomState(4)
+    w = rng.randn(5 * optim.BLOCK_SIZE + 3).astype(np.float32)
+    grads = [rng.randn(w.size).astype(np.float32) for _ in range(3)]
+
+    def run(threaded_min_size):
+        monkeypatch.setattr(optim, "THREADED_MIN_SIZE", threaded_min_size)
+        monkeypatch.setattr(optim, "_THREADS", 2)
+        weights, config = w, {}
+        for dw in grads:
+            weights, config = rule(weights, dw, config)
+        return weights, config
+
+    threaded, threaded_config = run(1)  # two threads, each over a ragged range of blocks
+    single, single_config = run(10 * w.size)
+    np.testing.assert_array_equal(threaded, single)
+    for key, value in single_config.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(threaded_config[key], value)
+
+
+def test_update_after_fork_does_not_hang():
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.fail("this test needs the fork start method (Linux)")
+    w = np.ones(3 * optim.THREADED_MIN_SIZE, np.float32)
+    adam(w, w, {})  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=adam, args=(w, w, {}))
+    child.start()
+    child.join(timeout=60)
+    exited = child.exitcode
+    if child.is_alive():
+        child.kill()
+    assert exited == 0
