@@ -27,27 +27,20 @@ Scalars in config are read through ``float()`` so that a learning rate stored
 as ``np.float64`` and one stored as a Python float give bitwise the same
 float32 update (numpy would otherwise promote float32 weights to float64).
 
-Why blocks: each rule is a few elementwise lines of numpy, and over whole arrays every
-line is a pass through main memory (the >65% net's hidden layer alone is 8.2M weights,
-33 MB in float32). Run block by block, the same lines work on slices that stay in the
-CPU cache, and large arrays are split between two threads (numpy releases the GIL in its
-loops): Adam on that layer drops from ~73 ms to ~22 ms per step on the benchmark
-machine, with bitwise the same result.
+Each rule is a few elementwise lines of numpy run block by block (``autocnn.blocks``):
+Adam on the >65% net's 8.2M hidden weights drops from ~73 ms over whole arrays to ~22 ms
+per step on the benchmark machine, with bitwise the same result.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
+from autocnn.blocks import for_each_block
+
 UpdateRule = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict[str, Any]]"]
-
-#: Elements per block: a handful of float32 or float64 block-sized arrays fit in L2.
-BLOCK_SIZE = 1 << 16
-
 
 def _prepare(w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None,
              defaults: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +70,8 @@ def _state(config: dict[str, Any], key: str, w: np.ndarray) -> np.ndarray:
 
 def _blockwise(update: Callable[..., None], w: np.ndarray, dw: np.ndarray, *state: np.ndarray) -> np.ndarray:
     """
-    Run update(w, dw, *state, next_w) on matching blocks of the flattened arrays.
+    Run update(w, dw, *state, next_w) on matching blocks of the flattened arrays
+    (autocnn.blocks: cache-sized blocks, two threads for large arrays).
 
     update reads blocks of w and dw, advances the state blocks in place and writes the
     block of the new weights into next_w (also in place). Returns next_w, a new array.
@@ -85,45 +79,10 @@ def _blockwise(update: Callable[..., None], w: np.ndarray, dw: np.ndarray, *stat
     w = np.asarray(w)
     dw = np.asarray(dw).astype(w.dtype, copy=False)
     next_w = np.empty(w.shape, w.dtype)
-    flat = [np.ravel(w), np.ravel(dw)] + [a.reshape(-1) for a in (*state, next_w)]  # views of the writable ones
-
-    def run(first: int, last: int) -> None:
-        for start in range(first, last, BLOCK_SIZE):
-            update(*(a[start:min(start + BLOCK_SIZE, last)] for a in flat))
-
-    threads = min(_THREADS, w.size // THREADED_MIN_SIZE)
-    if threads < 2:
-        run(0, w.size)
-        return next_w
-    # Elementwise work on disjoint slices: numpy releases the GIL inside each block's
-    # ufunc loops, so threads overlap, and the result is bitwise the same as in one thread.
-    bounds = [w.size * part // threads for part in range(threads + 1)]
-    list(_pool().map(run, bounds[:-1], bounds[1:]))
+    # ravel may copy the read-only w and dw; the state and next_w are C-contiguous, so
+    # reshape gives views of the memory the blocks must write.
+    for_each_block(update, np.ravel(w), np.ravel(dw), *(a.reshape(-1) for a in (*state, next_w)))
     return next_w
-
-
-#: Arrays of at least this many elements per thread are updated by several threads.
-THREADED_MIN_SIZE = 1 << 20
-_THREADS = max(1, min(2, os.cpu_count() or 1))
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="autocnn-optim")
-    return _POOL
-
-
-def _forget_pool() -> None:
-    # A forked child inherits the pool object but not its threads: work sent to it would
-    # wait forever. The child makes its own pool when it needs one.
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def sgd(w: np.ndarray, dw: np.ndarray,

@@ -35,9 +35,11 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as onp
 import scipy.signal
-from autograd.extend import defvjp, primitive
 from autograd.core import SparseObject, vspace
+from autograd.extend import defvjp, primitive
 from autograd.tracer import getval, isbox
+
+from autocnn.blocks import for_each_block
 
 
 # ------------------------------------------------------------------ plain helpers
@@ -487,14 +489,16 @@ def _half_squared_norm_vjp(ans, w):
 
 
 def _add_scaled(total: onp.ndarray, w: onp.ndarray, scale) -> onp.ndarray:
-    """total += scale * w, in place, a cache-sized block at a time; returns total."""
-    flat_total, flat_w = total.reshape(-1), onp.ravel(w)
+    """total += scale * w, in place, a cache-sized block at a time (autocnn.blocks); returns total."""
+    flat_total = total.reshape(-1)
     if not onp.shares_memory(flat_total, total):  # reshape had to copy: add in total's own layout
         total += scale * w
         return total
-    block = 1 << 15
-    for start in range(0, flat_w.size, block):
-        flat_total[start : start + block] += scale * flat_w[start : start + block]
+
+    def add(total_block, w_block):
+        total_block += scale * w_block
+
+    for_each_block(add, flat_total, onp.ravel(w))
     return total
 
 
