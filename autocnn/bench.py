@@ -434,10 +434,17 @@ def _summary(times: list[float]) -> dict[str, float]:
     return {"median_s": median, "min_s": ordered[0], "max_s": ordered[-1]}
 
 
-def time_case(case: Case, repeats: int) -> dict[str, Any]:
+def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: int | None = None) -> dict[str, Any]:
     """
     Time every side of a case, interleaved: repetition r runs each side once, in an order
     rotated by r, so slow and fast moments of a busy machine fall on all sides alike.
+
+    Inputs:
+    - case: What to time
+    - repeats: Repetitions at least
+    - min_seconds, max_repeats: Then go on (up to max_repeats) until the fastest side has
+      run min_seconds in all: a median of 5 runs of an 80 ms step moves with every hiccup
+      of a shared machine, one of 13 much less
 
     Returns a dict with the case's description and, per side, its times (seconds), median,
     min, max, ratio of its median to the reference fast side, images/s and GFLOP/s.
@@ -448,8 +455,11 @@ def time_case(case: Case, repeats: int) -> dict[str, Any]:
             runners[side], values[side] = case.setup[side]()
     order = list(runners)
     times: dict[str, list[float]] = {side: [] for side in order}
-    for rep in range(repeats):
+    max_repeats = max(repeats, max_repeats or repeats)
+    rep = 0
+    while rep < repeats or (rep < max_repeats and min(sum(times[side]) for side in order) < min_seconds):
         shift = rep % len(order)
+        rep += 1
         for side in order[shift:] + order[:shift]:
             gc.collect()
             start = time.perf_counter()
@@ -635,6 +645,19 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------ running
 
+#: A full run repeats a case until its fastest side has run this long (5 to MAX_REPEATS times).
+MIN_SECONDS_FASTEST_SIDE = 1.0
+MAX_REPEATS = 25
+
+
+def _repetitions(settings: dict[str, Any]) -> str:
+    """How many repetitions the table says were made, from the run's settings."""
+    least, most = settings["repeats"], settings.get("max_repeats", settings["repeats"])
+    if most <= least:
+        return str(least)
+    return f"{least}–{most} (until the fastest side has run {settings['min_seconds_fastest_side']:g} s)"
+
+
 def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool = True,
                   only: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """
@@ -643,7 +666,8 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     Inputs:
     - quick: Tiny sizes and few repetitions (a smoke test, well under a minute); the
       numbers then say nothing about speed
-    - repeats: Timed repetitions per side (default 2 quick, 5 full), after one warm-up
+    - repeats: Timed repetitions per side, after one warm-up (default: 2 quick; full: 5 to
+      MAX_REPEATS, until the fastest side has run MIN_SECONDS_FASTEST_SIDE)
     - memory: Also measure the peak RSS of batch-1000 steps (batch 50 when quick)
     - only: Run only the cases whose name contains this text
     - progress: Called with a line of text as each case finishes (e.g. print)
@@ -657,19 +681,24 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     """
     from autocnn.allocator import keep_freed_memory
 
+    # A full run without --repeats: at least 5 repetitions, more for fast cases (time_case).
+    adaptive = repeats is None and not quick
     repeats = repeats or (2 if quick else 5)
+    min_seconds, max_repeats = (MIN_SECONDS_FASTEST_SIDE, MAX_REPEATS) if adaptive else (0.0, repeats)
     started = time.perf_counter()
     # As autocnn train runs (see autocnn.allocator); every side of every case shares it.
     keeps_freed_memory = keep_freed_memory()
     results: dict[str, Any] = {"machine": machine_info(),
-                               "settings": {"quick": quick, "repeats": repeats, "keeps_freed_memory": keeps_freed_memory},
+                               "settings": {"quick": quick, "repeats": repeats, "max_repeats": max_repeats,
+                                            "min_seconds_fastest_side": min_seconds,
+                                            "keeps_freed_memory": keeps_freed_memory},
                                "cases": []}
     builders = [_layer_cases, _step_cases]
     for build in builders:
         for case in build(quick):
             if only and only not in case.name:
                 continue
-            timed = time_case(case, repeats)
+            timed = time_case(case, repeats, min_seconds, max_repeats)
             results["cases"].append(timed)
             if progress:
                 progress(_progress_line(timed))
@@ -715,7 +744,7 @@ def format_table(results: dict) -> str:
         f"{machine['numpy']} ({machine['blas']}), scipy {machine['scipy']}, autograd {machine['autograd']}; "
         f"BLAS env: {machine['blas_env'] or 'none set'}; load average at start "
         f"{_load(machine.get('load_average_start'))}, at end {_load(machine.get('load_average_end'))}.",
-        f"{results['settings']['repeats']} interleaved repetitions per side after a warm-up"
+        f"{_repetitions(results['settings'])} interleaved repetitions per side after a warm-up"
         f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
         "ratio = median / ref-fast median (lower is faster); malloc "
         f"{'keeps freed memory (autocnn.allocator, as in autocnn train)' if results['settings'].get('keeps_freed_memory') else 'as the C library defaults'}.",
@@ -772,7 +801,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench flags (shared with ``python -m experiments.benchmark``)."""
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repetitions: a smoke test (< 1 minute)")
     parser.add_argument("--repeats", type=_positive_int, default=None,
-                        help="timed repetitions per side (default 2 quick, 5 full)")
+                        help="timed repetitions per side (default 2 quick; full: 5 to 25, until the fastest side has run 1 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--table", metavar="PATH", help="also write the Markdown table to this file")
     parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT")

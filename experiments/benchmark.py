@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help=f"where to write table.md and results.json (default experiments/results/{NAME}, "
                              f"with --smoke runs/smoke/{NAME})")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per side (default 5, 2 with --smoke)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per side (default 5 to 25, until the fastest side has run 1 s; 2 with --smoke)")
     parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ loss; the peak-memory figures and the issue's targets are there; the table rende
 import json
 import math
 import platform
+import time
 
 import pytest
 
@@ -32,7 +33,8 @@ def test_json_has_machine_settings_cases_and_targets(quick_run):
     results, _ = quick_run
     assert {"machine", "settings", "cases", "rows", "peak_memory", "targets"} <= set(results)
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert results["settings"] == {"quick": True, "repeats": 2, "keeps_freed_memory": on_glibc}
+    assert results["settings"] == {"quick": True, "repeats": 2, "max_repeats": 2, "min_seconds_fastest_side": 0.0,
+                                   "keeps_freed_memory": on_glibc}
     assert results["machine"]["cores"] >= 1 and results["machine"]["numpy"]
     kinds = {(case["kind"], case["phase"]) for case in results["cases"]}
     assert kinds == {("layer", "forward"), ("layer", "forward+backward"), ("step", "train step")}
@@ -137,3 +139,23 @@ def test_bad_repeats_is_a_one_line_error(capsys):
         cli.main(["bench", "--repeats", "0"])
     assert exit_info.value.code == 2
     assert "--repeats: must be at least 1" in capsys.readouterr().err
+
+
+def test_fast_cases_are_repeated_until_the_fastest_side_has_run_long_enough():
+    from autocnn.bench import Case, time_case
+
+    def side(seconds):
+        def prepare():
+            return (lambda: time.sleep(seconds)), None
+        return prepare
+
+    case = Case("sleep", "layer", "forward", 1, "float32", None,
+                {"ref-fast": side(0.02), "autocnn": side(0.002)})
+    timed = time_case(case, repeats=3, min_seconds=0.05, max_repeats=40)
+    runs = len(timed["sides"]["autocnn"]["times_s"])
+    assert len(timed["sides"]["ref-fast"]["times_s"]) == runs  # interleaved: the same count
+    assert 20 <= runs <= 30  # the 2 ms side reached 50 ms, well before the cap
+    capped = time_case(case, repeats=3, min_seconds=10.0, max_repeats=6)
+    assert len(capped["sides"]["autocnn"]["times_s"]) == 6
+    fixed = time_case(case, repeats=3)
+    assert len(fixed["sides"]["autocnn"]["times_s"]) == 3
