@@ -444,7 +444,8 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
     - repeats: Repetitions at least
     - min_seconds, max_repeats: Then go on (up to max_repeats) until the fastest side has
       run min_seconds in all: a median of 5 runs of an 80 ms step moves with every hiccup
-      of a shared machine, one of 13 much less
+      of a shared machine, one of 13 much less. Extra repetitions stop once the case as a
+      whole has taken CASE_SECONDS_FOR_EXTRA_REPEATS (slow sides take seconds a run)
 
     Returns a dict with the case's description and, per side, its times (seconds), median,
     min, max, ratio of its median to the reference fast side, images/s and GFLOP/s.
@@ -457,7 +458,13 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
     times: dict[str, list[float]] = {side: [] for side in order}
     max_repeats = max(repeats, max_repeats or repeats)
     rep = 0
-    while rep < repeats or (rep < max_repeats and min(sum(times[side]) for side in order) < min_seconds):
+
+    def wants_more() -> bool:
+        fastest = min(sum(times[side]) for side in order)
+        return (rep < max_repeats and fastest < min_seconds
+                and sum(sum(times[side]) for side in order) < CASE_SECONDS_FOR_EXTRA_REPEATS)
+
+    while rep < repeats or wants_more():
         shift = rep % len(order)
         rep += 1
         for side in order[shift:] + order[:shift]:
@@ -648,6 +655,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
 #: A full run repeats a case until its fastest side has run this long (5 to MAX_REPEATS times).
 MIN_SECONDS_FASTEST_SIDE = 1.0
 MAX_REPEATS = 25
+CASE_SECONDS_FOR_EXTRA_REPEATS = 30.0
 
 
 def _repetitions(settings: dict[str, Any]) -> str:

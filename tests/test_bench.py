@@ -159,3 +159,14 @@ def test_fast_cases_are_repeated_until_the_fastest_side_has_run_long_enough():
     assert len(capped["sides"]["autocnn"]["times_s"]) == 6
     fixed = time_case(case, repeats=3)
     assert len(fixed["sides"]["autocnn"]["times_s"]) == 3
+
+
+def test_extra_repetitions_stop_when_the_case_has_taken_long_enough(monkeypatch):
+    from autocnn import bench
+
+    monkeypatch.setattr(bench, "CASE_SECONDS_FOR_EXTRA_REPEATS", 0.1)
+    case = bench.Case("sleep", "layer", "forward", 1, "float32", None,
+                      {"ref-fast": lambda: ((lambda: time.sleep(0.03)), None),
+                       "autocnn": lambda: ((lambda: time.sleep(0.001)), None)})
+    runs = len(bench.time_case(case, repeats=2, min_seconds=1.0, max_repeats=40)["sides"]["autocnn"]["times_s"])
+    assert 2 <= runs <= 5  # ~31 ms a repetition: the 0.1 s case budget, not the fast side's 1 s
