@@ -200,18 +200,21 @@ def adam(w: np.ndarray, dw: np.ndarray,
     m_correction, v_correction = 1.0 - beta1 ** step, 1.0 - beta2 ** step
 
     def update(w, dw, m, v, next_w):
+        # The formulas above, operation for operation, written into the state, next_w's block
+        # and one scratch block: no other temporaries.
+        scratch = np.empty_like(m)
         m *= beta1
-        m += (1.0 - beta1) * dw
+        m += np.multiply(dw, 1.0 - beta1, out=scratch)  # m <- beta1 * m + (1 - beta1) * dw
         v *= beta2
-        v += (1.0 - beta2) * dw * dw
-        # next_w <- w - learning_rate * (m / m_correction) / (sqrt(v / v_correction) + epsilon),
-        # the same operations in the same order, with next_w's block as the scratch space.
-        denominator = v / v_correction
-        np.sqrt(denominator, out=denominator)
-        denominator += epsilon
+        np.multiply(dw, 1.0 - beta2, out=scratch)
+        scratch *= dw
+        v += scratch  # v <- beta2 * v + (1 - beta2) * dw * dw
+        np.divide(v, v_correction, out=scratch)
+        np.sqrt(scratch, out=scratch)
+        scratch += epsilon  # sqrt(v_hat) + epsilon
         np.divide(m, m_correction, out=next_w)
         next_w *= learning_rate
-        next_w /= denominator
+        next_w /= scratch  # learning_rate * m_hat / (sqrt(v_hat) + epsilon)
         np.subtract(w, next_w, out=next_w)
 
     next_w = _blockwise(update, w, dw, _state(config, "m", w), _state(config, "v", w))
