@@ -460,10 +460,11 @@ def _markdown(results: dict, figures: dict[str, str]) -> str:
               "convolve).", "",
               "What autocnn writes once for all layers instead: the generic VJP helper `autocnn/derive.py` "
               f"({loc['shared']['autocnn.derive']} lines) and `autocnn/primitives.py` "
-              f"({loc['shared']['autocnn.primitives']} lines), the linear window / correlation operators autograd "
-              "cannot trace, whose adjoints are written with the same operators. Hand-written "
-              "adjoints of linear maps are far easier to get right than backward passes of nonlinear layers, "
-              "and `autograd.test_util.check_grads` tests them.", "",
+              f"({loc['shared']['autocnn.primitives']} lines): the operators autograd cannot trace (window views, "
+              "the patch matrix and its GEMM, scipy's correlation) or would make slow (the max-pool gather, "
+              "batchnorm's per-channel sum, the weight decay's squared norm), almost all linear, with VJPs "
+              "written with the same operators. Hand-written adjoints of linear maps are far easier to get right "
+              "than backward passes of nonlinear layers, and `autograd.test_util.check_grads` tests them.", "",
               f"![lines of code]({figures['loc']})", ""]
 
     lines += ["## 2. Gradient agreement", "",
