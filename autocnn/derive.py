@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as onp
 from autograd.core import SparseObject, VJPNode, add_outgrads
-from autograd.tracer import getval, isbox, new_box, toposort, trace_stack
+from autograd.tracer import getval, isbox, new_box, trace_stack
+from autograd.util import toposort
 
 from reference.validation import check_dout
 
