@@ -88,6 +88,11 @@ _REQUIRED_DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
 _BN_STAT_KEYS = ("running_mean", "running_var")
 
 
+class TrainingStopped(Exception):
+    """Solver.train stopped early because its stop_when() said so; raised before an update,
+    so parameters, optimizer state and histories are those of the last completed iteration."""
+
+
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite; the bad step was not applied.
 
@@ -227,6 +232,9 @@ class Solver:
             seed = int(np.random.randint(0, 2**31 - 1))
         self.seed = int(seed)
         self.rng = np.random.RandomState(self.seed)
+        # Called before every iteration; True makes train() raise TrainingStopped there (a
+        # time budget, a stop button). Not a setting: checkpoints do not record it.
+        self.stop_when: Callable[[], bool] | None = None
         if self.checkpoint_name is not None:
             self._settings()  # Fail now, not after an epoch, if a setting cannot be saved.
 
@@ -325,11 +333,16 @@ class Solver:
 
         A Solver made by Solver.resume continues where its checkpoint stopped; a
         Solver whose run is already complete only swaps the best parameters in.
+
+        Raises TrainingStopped (before an update, the params left as they are) when
+        stop_when is set and returns True; TrainingDivergedError on a NaN / Inf loss.
         """
         num_iterations = self.num_iterations
         iterations_per_epoch = self.iterations_per_epoch
 
         while self.iteration < num_iterations:
+            if self.stop_when is not None and self.stop_when():
+                raise TrainingStopped(f"stopped before iteration {self.iteration + 1} / {num_iterations}")
             t = self.iteration
             self._step()
             self.iteration = t + 1

@@ -249,10 +249,6 @@ class TrainResult:
     out: Path | None
 
 
-class TimeBudgetReached(Exception):
-    """Raised inside training when the time budget is used up (caught by run_training)."""
-
-
 # ---------------------------------------------------------------------- building blocks
 
 
@@ -406,7 +402,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
     import numpy as np
 
     from autocnn.allocator import keep_freed_memory
-    from autocnn.solver import latest_checkpoint
+    from autocnn.solver import TrainingStopped, latest_checkpoint
 
     keep_freed_memory()  # a step re-creates the same big arrays: reuse their memory (see autocnn.allocator)
     started = time.perf_counter()
@@ -442,7 +438,8 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             print(f"(No checkpoint in {out} yet: starting the run from the beginning)")
 
         if config.time_budget is not None:
-            _stop_training_at(model, time.monotonic() + 60.0 * config.time_budget)
+            deadline = time.monotonic() + 60.0 * config.time_budget
+            solver.stop_when = lambda: time.monotonic() >= deadline
         first_iteration = solver.iteration
         status, stop_note, error = "completed", None, None
         train_started = time.perf_counter()
@@ -451,7 +448,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             # overflow warnings would only bury it.
             with np.errstate(over="ignore", invalid="ignore"):
                 solver.train()
-        except TimeBudgetReached:
+        except TrainingStopped:  # only the time budget sets stop_when
             status = "time budget reached"
             stop_note = _finish_after_budget(solver, data, config)
         except FloatingPointError as diverged:
@@ -554,22 +551,6 @@ def _make_solver(config: TrainConfig, model: Any, data: dict, checkpoint_name: P
                      verbose=config.verbose, seed=config.seed,
                      checkpoint_name=os.fspath(checkpoint_name) if checkpoint_name is not None else None,
                      keep_checkpoints=config.keep_checkpoints if checkpoint_name is not None else None)
-
-
-def _stop_training_at(model: Any, deadline: float) -> None:
-    """Make the model's training loss raise TimeBudgetReached once the deadline has passed.
-
-    The check sits in front of the loss so the Solver stops before an update,
-    leaving parameters, optimizer state and histories consistent.
-    """
-    train_loss = model.loss
-
-    def loss(X, y=None):
-        if y is not None and time.monotonic() >= deadline:
-            raise TimeBudgetReached()
-        return train_loss(X, y)
-
-    model.loss = loss
 
 
 def _finish_after_budget(solver: Any, data: dict, config: TrainConfig) -> str:

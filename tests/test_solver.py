@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from autocnn.solver import (CheckpointError, Solver, TrainingDivergedError, latest_checkpoint,
+from autocnn.solver import (CheckpointError, Solver, TrainingDivergedError, TrainingStopped, latest_checkpoint,
                             load_checkpoint)
 
 ITERATION_LINE = re.compile(r"^\(Iteration (\d+) / (\d+)\) loss: (\d+\.\d{6})$")
@@ -86,6 +86,29 @@ def test_training_decreases_loss_and_raises_accuracy():
     assert len(solver.loss_history) == 5 * (300 // 30)
     # Checked at the first iteration and at the end of every epoch.
     assert len(solver.train_acc_history) == len(solver.val_acc_history) == 6
+
+
+def test_stop_when_stops_before_an_update_and_training_can_go_on():
+    def solver_with(stop_when=None):
+        solver = Solver(SoftmaxRegression(), make_data(), update_rule="adam", num_epochs=2, batch_size=30,
+                        verbose=False, seed=0)
+        solver.stop_when = stop_when
+        return solver
+
+    calls = []
+    stopped = solver_with(lambda: calls.append(None) or len(calls) > 7)
+    with pytest.raises(TrainingStopped, match="before iteration 8 / 20"):
+        stopped.train()
+    assert stopped.iteration == 7 and len(stopped.loss_history) == 7
+    # The params are those after iteration 7 of the uninterrupted run, not of a half step.
+    reference = solver_with()
+    for _ in range(7):  # the same minibatches: the accuracy checks draw nothing from 300 samples
+        reference._step()
+    for name, value in reference.model.params.items():
+        np.testing.assert_array_equal(stopped.model.params[name], value)
+    stopped.stop_when = None  # and it trains on to the end from there
+    stopped.train()
+    assert stopped.iteration == 20
 
 
 def test_log_lines_match_the_notebook_format(capsys):
