@@ -182,12 +182,17 @@ class ConvNet:
         h, index = X, 1
         pad = (self.filter_size - 1) // 2
         for block in self.blocks:
-            for _ in block:
+            for position in range(len(block)):
                 h = ops.conv2d(h, params[f"W{index}"], params[f"b{index}"], 1, pad, self.conv_impl)
                 if self.use_batchnorm:
                     h = normalise(ops.spatial_batchnorm, index, h)
-                h, index = ops.relu(h), index + 1
-            h = ops.max_pool2d(h, 2, 2, 2, self.pool_impl)
+                if position < len(block) - 1:
+                    h = ops.relu(h)
+                index += 1
+            # The block's last relu, then the pool: computed as relu(max_pool(h)), the same
+            # function (relu is monotone) with the same gradient (relu's slope at 0 is 0, so
+            # ties at 0 carry none either way), its relu and VJP on a quarter of the values.
+            h = ops.relu(ops.max_pool2d(h, 2, 2, 2, self.pool_impl))
         for _ in self.hidden_dims:
             h = ops.affine(h, params[f"W{index}"], params[f"b{index}"])
             if self.use_batchnorm:

@@ -49,6 +49,26 @@ def test_three_layer_convnet_matches_reference(use_batchnorm, reg):
         assert_models_agree(ours, theirs, X, y)
 
 
+def test_three_layer_convnet_matches_reference_with_ties_everywhere():
+    # Integer inputs and filters: conv outputs with exact ties and exact zeros in the pool
+    # windows, where relu(pool(h)) (autocnn's order) and pool(relu(h)) (the reference's)
+    # must still give the same gradient.
+    rng = np.random.RandomState(3)
+    kwargs = dict(input_dim=(2, 8, 8), num_filters=3, filter_size=3, hidden_dim=7, num_classes=4,
+                  reg=0.0, dtype=np.float64)
+    theirs, ours = reference.cnn.ThreeLayerConvNet(**kwargs), models.ThreeLayerConvNet(**kwargs)
+    theirs.params["W1"] = rng.randint(-1, 2, size=theirs.params["W1"].shape).astype(np.float64)
+    theirs.params["b1"] = np.array([0.0, -1.0, 1.0])
+    copy_state(theirs, ours)
+    X, y = rng.randint(-1, 2, size=(6, 2, 8, 8)).astype(np.float64), rng.randint(4, size=6)
+    h = ops.conv2d(X, theirs.params["W1"], theirs.params["b1"], 1, 1)
+    windows = h.reshape(6, 3, 4, 2, 4, 2).transpose(0, 1, 2, 4, 3, 5).reshape(6, 3, 4, 4, 4)
+    window_max = windows.max(axis=-1, keepdims=True)
+    assert np.mean(np.sum(windows == window_max, axis=-1) > 1) > 0.2  # many tied windows
+    assert np.mean(window_max == 0) > 0.05  # some windows whose maximum is exactly 0
+    assert_models_agree(ours, theirs, X, y)
+
+
 @pytest.mark.parametrize("dropout", [1, 0.6])
 @pytest.mark.parametrize("use_batchnorm", [False, True])
 def test_fully_connected_net_matches_reference(dropout, use_batchnorm):
