@@ -80,10 +80,10 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F): one
         # big BLAS call (many small ones stall when the cores are shared). Its result is
         # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
-        # ops keep that layout, so the gradient comes back in it and every GEMM of the
-        # backward pass (see gemm_tt) runs in BLAS's fast orientation without copies.
-        # The patch matrix is built once from the plain values and handed to the GEMM, which
-        # keeps it for dw; dx is taken through x_pad itself, block by block (conv_gemm).
+        # ops keep that layout, so the gradient comes back in it and the backward GEMMs run
+        # in BLAS's fast orientation without copies. The patch matrix is built once from the
+        # plain values and handed to the GEMM, which keeps it for dw; dx is taken through
+        # x_pad itself, a block of images at a time (see conv_gemm).
         cols = im2col(getval(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
         out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
