@@ -19,7 +19,7 @@ from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
 from autocnn.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col, sliding_windows,
-                                window_maxima, window_take)
+                                window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -85,8 +85,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # plain values and handed to the GEMM, which keeps it for dw; dx is taken through
         # x_pad itself, a block of images at a time (see conv_gemm).
         cols = im2col(getval(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
-        out_h = 1 + (x_pad.shape[2] - kernel[0]) // stride
-        out_w = 1 + (x_pad.shape[3] - kernel[1]) // stride
+        out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
         rows = conv_gemm(x_pad, np.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
         out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":

@@ -42,6 +42,7 @@ from autocnn.blocks import for_each_block
 
 UpdateRule = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict[str, Any]]"]
 
+
 def _prepare(w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None,
              defaults: dict[str, Any]) -> dict[str, Any]:
     """Check that w and dw match and fill config with the defaults it lacks."""

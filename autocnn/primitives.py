@@ -46,6 +46,12 @@ from autocnn.blocks import for_each_block
 # (numpy on plain arrays; never traced, so never differentiated)
 
 
+def window_count(image_size: tuple[int, int], window: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(H', W'): how many windows fit along each spatial axis, one every `stride` pixels."""
+    (h, w), (kh, kw) = image_size, window
+    return 1 + (h - kh) // stride, 1 + (w - kw) // stride
+
+
 def _window_view(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
     """Read-only (N, C, H', W', kh, kw) view of every window of x; nothing is copied."""
     views = onp.lib.stride_tricks.sliding_window_view(x, window, axis=(2, 3))
@@ -166,7 +172,7 @@ def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, i
     - image: Array of shape (N, C, H, W)
     """
     (h, w), (kh, kw) = image_size, window
-    out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
+    out_h, out_w = window_count(image_size, window, stride)
     n, c = cols.shape[1] // (out_h * out_w), cols.shape[0] // (kh * kw)
     # A channel-major (C, N, H, W) image, returned as its NCHW view: the memory layout the
     # conv's output has too.
@@ -179,7 +185,7 @@ def _col2im_add(image: onp.ndarray, cols: onp.ndarray, window: tuple[int, int], 
     """image (C, N, H, W), in place: += the patches in cols (C * kh * kw, N * H' * W') put back."""
     c, n, h, w = image.shape
     (kh, kw) = window
-    out_h, out_w = 1 + (h - kh) // stride, 1 + (w - kw) // stride
+    out_h, out_w = window_count((h, w), window, stride)
     # Splitting axes never copies, whatever the layout: this is a view of cols. Each kernel
     # offset's block is then one strided slice of the image.
     patches = onp.reshape(cols, (c, kh, kw, n, out_h, out_w))
@@ -268,7 +274,8 @@ def _col2im_gemm(w_mat: onp.ndarray, g: onp.ndarray, image_size: tuple[int, int]
     - image: Array of shape (N, C, H, W) (channel-major memory)
     """
     (h, w), (kh, kw) = image_size, window
-    pixels = (1 + (h - kh) // stride) * (1 + (w - kw) // stride)
+    out_h, out_w = window_count(image_size, window, stride)
+    pixels = out_h * out_w
     n, k = g.shape[0] // pixels, w_mat.shape[1]
     dtype = onp.result_type(w_mat, g)
     image = onp.zeros((k // (kh * kw), n, h, w), dtype=dtype)
@@ -324,7 +331,7 @@ def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple
     outputs in the same order.
     """
     n, c, h, w = x.shape
-    out_size = (1 + (h - window[0]) // stride, 1 + (w - window[1]) // stride)
+    out_size = window_count((h, w), window, stride)
     index_type = onp.min_scalar_type(window[0] * window[1] - 1)
     maxima = onp.empty_like(x[:, :, : out_size[0], : out_size[1]])
     choice = onp.empty_like(maxima, dtype=index_type)
