@@ -1,6 +1,6 @@
 """Issue 5's benchmark: autograd-derived training against hand-written backprop.
 
-A thin wrapper over ``autocnn bench`` (``autocnn.bench`` does the timing) that writes the
+A thin wrapper over ``autocnn bench`` (``autocnn.tools.bench`` does the timing) that writes the
 full run's table and results where the README cites them::
 
     python -m experiments.benchmark            # -> experiments/results/benchmark/{table.md,results.json}
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from autocnn import bench
+from autocnn.cli import bench
 from experiments.common import RESULTS_DIR, SMOKE_DIR
 
 NAME = "benchmark"

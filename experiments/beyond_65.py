@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from autocnn.train import TrainConfig, run_training
+from autocnn.tools.train import TrainConfig, run_training
 from experiments.common import for_run, parse_args, record_expectation, smoke
 
 NAME = "beyond_65"

@@ -52,10 +52,20 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     for flags, options in extra:
         parser.add_argument(*flags, **options)
     args = parser.parse_args(argv)
+    use_script_settings()
     if args.out is None:
         args.out = (SMOKE_DIR if args.smoke else RESULTS_DIR) / name
     args.out = Path(args.out)
     return args
+
+
+def use_script_settings() -> None:
+    """What ``autocnn train`` sets for its process: figures to files, malloc keeping freed memory."""
+    from autocnn.cli import use_file_backend
+    from autocnn.training.allocator import keep_freed_memory
+
+    use_file_backend()
+    keep_freed_memory()
 
 
 def smoke(config: Any, **overrides: Any) -> Any:

@@ -23,8 +23,8 @@ import sys
 import time
 from typing import Sequence
 
-from autocnn.gradcheck import EXACT_TOLERANCE, format_gradcheck, notebook_gradient_check
-from autocnn.train import git_state, machine_info
+from autocnn.tools.gradcheck import EXACT_TOLERANCE, format_gradcheck, notebook_gradient_check
+from autocnn.tools.provenance import git_state, machine_info
 from experiments.common import parse_args
 
 NAME = "gradcheck"
@@ -39,7 +39,7 @@ SMOKE_SIZES = dict(input_dim=(3, 4, 4), num_filters=1, hidden_dim=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from autocnn import plots
+    from autocnn.tools import plots
 
     args = parse_args(NAME, __doc__.splitlines()[0], argv)
     args.out.mkdir(parents=True, exist_ok=True)

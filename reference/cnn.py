@@ -18,6 +18,9 @@ from .layers import affine_backward, affine_forward, softmax_loss
 from .validation import check_model_input, check_three_layer_convnet
 
 
+__all__ = ["ThreeLayerConvNet"]
+
+
 class ThreeLayerConvNet:
     """
     A three-layer convolutional network with the following architecture:

@@ -12,6 +12,10 @@ from .layers import batchnorm_backward_alt, batchnorm_forward
 from .validation import check_batchnorm, check_cache, check_conv, check_dout, check_pool
 
 
+__all__ = ["conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive",
+           "spatial_batchnorm_forward", "spatial_batchnorm_backward"]
+
+
 def _output_size(input_size: int, window: int, stride: int, pad: int = 0) -> int:
     """
     Number of window positions along one axis: 1 + (input + 2 * pad - window) / stride,

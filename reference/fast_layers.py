@@ -24,6 +24,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .validation import check_cache, check_conv, check_dout, check_pool
 
 
+__all__ = ["conv_forward_fast", "conv_backward_fast", "max_pool_forward_fast", "max_pool_backward_fast"]
+
+
 def _pad_spatial(x: np.ndarray, pad: int) -> np.ndarray:
     """Zero-pad the two trailing (spatial) axes of x by `pad` on both sides."""
     if pad == 0:

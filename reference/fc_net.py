@@ -20,6 +20,9 @@ from .layers import (
 from .validation import check_fully_connected_net, check_model_input
 
 
+__all__ = ["FullyConnectedNet"]
+
+
 class FullyConnectedNet:
     """
     A fully-connected neural network with an arbitrary number of hidden layers,

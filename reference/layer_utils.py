@@ -36,6 +36,13 @@ from .validation import check_affine, check_cache, check_conv, check_conv_pool, 
 # ---------------------------------------------------------------------------
 
 
+__all__ = ["affine_relu_forward", "affine_relu_backward", "affine_batchnorm_relu_forward",
+           "affine_batchnorm_relu_backward", "conv_relu_forward", "conv_relu_backward",
+           "conv_relu_pool_forward", "conv_relu_pool_backward", "conv_batchnorm_relu_forward",
+           "conv_batchnorm_relu_backward", "conv_batchnorm_relu_pool_forward",
+           "conv_batchnorm_relu_pool_backward"]
+
+
 def affine_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
     """
     Convenience layer that performs an affine transform followed by a ReLU.

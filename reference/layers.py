@@ -25,6 +25,11 @@ from .validation import (
 # ---------------------------------------------------------------------------
 
 
+__all__ = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "batchnorm_forward",
+           "batchnorm_backward", "batchnorm_backward_alt", "dropout_forward", "dropout_backward", "svm_loss",
+           "softmax_loss"]
+
+
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
     """
     Computes the forward pass of an affine (fully connected) layer.

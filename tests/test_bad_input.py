@@ -29,16 +29,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import autocnn.layer_utils
-import autocnn.layers
-import autocnn.models
+import autocnn.core.layer_utils
+import autocnn.core.layers
+import autocnn.core.models
 import reference.cnn
 import reference.conv_layers
 import reference.fast_layers
 import reference.fc_net
 import reference.layer_utils
 import reference.layers
-from autocnn.solver import Solver
+from autocnn.training.solver import Solver
 
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOME = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -46,11 +46,11 @@ SOME = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 FLOATS = st.sampled_from([np.float32, np.float64])
 
 SIDE_MODULES = {
-    "autocnn": (autocnn.layers, autocnn.layer_utils),
+    "autocnn": (autocnn.core.layers, autocnn.core.layer_utils),
     "reference": (reference.layers, reference.conv_layers, reference.fast_layers, reference.layer_utils),
 }
 MODELS = {
-    "autocnn": (autocnn.models.ThreeLayerConvNet, autocnn.models.FullyConnectedNet),
+    "autocnn": (autocnn.core.models.ThreeLayerConvNet, autocnn.core.models.FullyConnectedNet),
     "reference": (reference.cnn.ThreeLayerConvNet, reference.fc_net.FullyConnectedNet),
 }
 
@@ -666,21 +666,21 @@ def test_model_constructors_name_the_bad_argument(data, kind):
 
 
 def test_autocnn_models_offer_he_init_and_the_reference_says_it_does_not():
-    autocnn.models.ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, hidden_dim=4, weight_scale="he")
-    autocnn.models.FullyConnectedNet([4], input_dim=6, weight_scale="he")
+    autocnn.core.models.ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, hidden_dim=4, weight_scale="he")
+    autocnn.core.models.FullyConnectedNet([4], input_dim=6, weight_scale="he")
     with pytest.raises(ValueError, match="weight_scale must be a positive number, got 'he'"):
         reference.cnn.ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, hidden_dim=4, weight_scale="he")
 
 
 def test_convnet_constructor_names_bad_blocks_and_sizes():
     with pytest.raises(ValueError, match=r"blocks\[1\]\[0\] must be >= 1"):
-        autocnn.models.ConvNet(input_dim=(3, 8, 8), blocks=((2,), (0,)))
+        autocnn.core.models.ConvNet(input_dim=(3, 8, 8), blocks=((2,), (0,)))
     with pytest.raises(ValueError, match="divisible by 4"):
-        autocnn.models.ConvNet(input_dim=(3, 6, 6), blocks=((2,), (2,)))
+        autocnn.core.models.ConvNet(input_dim=(3, 6, 6), blocks=((2,), (2,)))
     with pytest.raises(ValueError, match=r"hidden_dims\[0\]"):
-        autocnn.models.ConvNet(input_dim=(3, 8, 8), blocks=((2,),), hidden_dims=(-1,))
+        autocnn.core.models.ConvNet(input_dim=(3, 8, 8), blocks=((2,),), hidden_dims=(-1,))
     with pytest.raises(ValueError, match="input_dim must be >= 1"):
-        autocnn.models.ConvNet(input_dim=0, blocks=())
+        autocnn.core.models.ConvNet(input_dim=0, blocks=())
 
 
 # ---------------------------------------------------------------------------
@@ -886,6 +886,6 @@ def test_reference_backward_refuses_a_cache_from_another_layer():
     out, naive_cache = reference.conv_layers.conv_forward_naive(x, w, b, conv_param)
     with pytest.raises(ValueError, match=r"cache must be the cache returned by conv_forward_fast \(a tuple of 5\)"):
         reference.fast_layers.conv_backward_fast(np.ones_like(out), naive_cache)
-    _, derived_cache = autocnn.layers.affine_forward(_r(2, 3), _r(3, 4), _r(4))
+    _, derived_cache = autocnn.core.layers.affine_forward(_r(2, 3), _r(3, 4), _r(4))
     with pytest.raises(ValueError, match="cache must be the cache returned by affine_forward"):
         reference.layers.affine_backward(np.ones((2, 4)), derived_cache)

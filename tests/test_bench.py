@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from autocnn import bench, cli
+from autocnn.tools import bench
+from autocnn import cli
 from experiments import benchmark as benchmark_script
 
 STEP_SIDES = {"ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve"}
@@ -142,7 +143,7 @@ def test_bad_repeats_is_a_one_line_error(capsys):
 
 
 def test_fast_cases_are_repeated_until_the_fastest_side_has_run_long_enough():
-    from autocnn.bench import Case, time_case
+    from autocnn.tools.bench import Case, time_case
 
     def side(seconds):
         def prepare():
@@ -167,7 +168,7 @@ def test_fast_cases_are_repeated_until_the_fastest_side_has_run_long_enough():
 
 
 def test_extra_repetitions_stop_when_the_case_has_taken_long_enough(monkeypatch):
-    from autocnn import bench
+    from autocnn.tools import bench
 
     monkeypatch.setattr(bench, "CASE_SECONDS_FOR_EXTRA_REPEATS", 0.1)
     case = bench.Case("sleep", "layer", "forward", 1, "float32", None,

@@ -1,12 +1,12 @@
-"""autocnn.blocks: elementwise work in cache-sized blocks, split between threads."""
+"""autocnn.core.blocks: elementwise work in cache-sized blocks, split between threads."""
 
 import multiprocessing
 
 import numpy as np
 import pytest
 
-from autocnn import blocks
-from autocnn.optim import adam
+from autocnn.core import blocks
+from autocnn.training.optim import adam
 
 
 @pytest.mark.parametrize("threaded_min_size", [1, 10**9])

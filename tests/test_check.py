@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocnn import check
-from autocnn.check import FAIL, PASS, SKIP, Case, check_target, compare, run_isolated
+from autocnn.tools import check
+from autocnn.tools.check import FAIL, PASS, SKIP, Case, check_target, compare, run_isolated
 from autocnn.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "broken_layers"
@@ -116,7 +116,7 @@ def test_folder_with_relative_and_package_imports_and_missing_reg_term():
 
 
 def test_module_name_target():
-    rows = check_target("autocnn.layer_utils", timeout=10.0)
+    rows = check_target("autocnn.core.layer_utils", timeout=10.0)
     assert rows and all(row.status == PASS for row in rows)
     assert {row.function for row in rows} >= {"conv_relu_pool_forward", "conv_relu_pool_backward"}
 

@@ -18,8 +18,8 @@ import threading
 import numpy as np
 import pytest
 
-from autocnn import data as cifar
-from autocnn.data import (BATCHES_DIRNAME, DataError, DownloadError, TARBALL_NAME, UnsafeDataError,
+from autocnn.data import cifar10 as cifar
+from autocnn.data.cifar10 import (BATCHES_DIRNAME, DataError, DownloadError, TARBALL_NAME, UnsafeDataError,
                           describe_data_sources, download_CIFAR10, format_data_sources,
                           get_CIFAR10_data, load_CIFAR10, load_CIFAR10_label_names, load_CIFAR_batch)
 

@@ -1,4 +1,4 @@
-"""autocnn.derive: one autograd root per input, gradients equal to autograd.grad's own."""
+"""autocnn.core.derive: one autograd root per input, gradients equal to autograd.grad's own."""
 
 import autograd
 import autograd.numpy as anp
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from autograd.test_util import check_grads
 
-from autocnn import derive
-from autocnn.primitives import half_squared_norm
+from autocnn.core import derive
+from autocnn.core.primitives import half_squared_norm
 
 rng = np.random.RandomState(0)
 
@@ -91,7 +91,7 @@ def test_half_squared_norm_value_and_second_order():
 
 @pytest.mark.parametrize("layout", ["C", "F"])
 def test_weight_decay_contribution_adds_itself_in_whatever_the_layout(layout):
-    from autocnn.primitives import _add_scaled
+    from autocnn.core.primitives import _add_scaled
 
     w = rng.randn(300, 250)
     total = np.array(rng.randn(300, 250), order=layout)

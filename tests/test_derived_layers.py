@@ -14,8 +14,8 @@ import reference.conv_layers as ref_conv
 import reference.fast_layers as ref_fast
 import reference.layer_utils as ref_utils
 import reference.layers as ref
-from autocnn import layer_utils, layers
-from autocnn.gradcheck import rel_error
+from autocnn.core import layer_utils, layers
+from autocnn.tools.gradcheck import rel_error
 
 TOL = {np.float64: 1e-8, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
@@ -237,7 +237,7 @@ def test_layer_utils_sandwiches(dtype, name):
 
 
 def test_every_reference_layer_has_a_derived_twin():
-    """A notebook can import autocnn.layers instead of its own layers: same names."""
+    """A notebook can import autocnn.core.layers instead of its own layers: same names."""
     import inspect
 
     for module, twin in [(ref, layers), (ref_conv, layers), (ref_fast, layers), (ref_utils, layer_utils)]:

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from autocnn import cli, gradcheck
-from autocnn.gradcheck import KINK, ROUNDING, UNEXPLAINED, _failure_causes, format_gradcheck, notebook_gradient_check
+from autocnn import cli
+from autocnn.tools import gradcheck
+from autocnn.tools.gradcheck import KINK, ROUNDING, UNEXPLAINED, _failure_causes, format_gradcheck, notebook_gradient_check
 from tiny_cifar import write_tiny_cifar
 
 TRAINING_EXPERIMENTS = ["overfit_small", "train_one_epoch", "cifar10_65", "beyond_65"]

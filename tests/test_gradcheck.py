@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autocnn.gradcheck import (eval_numerical_gradient, eval_numerical_gradient_array,
+from autocnn.tools.gradcheck import (eval_numerical_gradient, eval_numerical_gradient_array,
                                grad_check_sparse, rel_error)
 
 

@@ -7,8 +7,8 @@ from autograd import grad
 
 import reference.cnn
 import reference.fc_net
-from autocnn import models, ops
-from autocnn.gradcheck import eval_numerical_gradient, rel_error
+from autocnn.core import models, ops
+from autocnn.tools.gradcheck import eval_numerical_gradient, rel_error
 
 
 def copy_state(source, target):

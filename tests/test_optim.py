@@ -1,12 +1,13 @@
-"""The update rules of autocnn.optim against values worked out by hand."""
+"""The update rules of autocnn.training.optim against values worked out by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from autocnn import blocks, optim
-from autocnn.optim import adam, rmsprop, sgd, sgd_momentum
+from autocnn.core import blocks
+from autocnn.training import optim
+from autocnn.training.optim import adam, rmsprop, sgd, sgd_momentum
 
 
 def test_sgd_two_steps_by_hand():

@@ -54,7 +54,7 @@ def test_reference_imports_nothing_from_autocnn():
 
 def test_autocnn_ops_write_no_backward():
     """autocnn's layers are forward ops: defvjp appears only in the primitives module."""
-    for path in sorted((ROOT / "autocnn").glob("*.py")):
+    for path in sorted((ROOT / "autocnn").rglob("*.py")):
         if path.name == "primitives.py":
             continue
         source = path.read_text()

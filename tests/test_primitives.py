@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from autograd.test_util import check_grads
 
-from autocnn import ops
-from autocnn.primitives import correlate_valid, overlap_add, sliding_windows
+from autocnn.core import ops
+from autocnn.core.primitives import correlate_valid, overlap_add, sliding_windows
 
 rng = np.random.RandomState(0)
 
@@ -73,7 +73,7 @@ def test_pool_impls_agree(width, pool):
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 5)])
 def test_channel_sum_value_and_second_order(shape):
-    from autocnn.primitives import channel_sum
+    from autocnn.core.primitives import channel_sum
 
     x = rng.randn(*shape)
     axes = (0,) + tuple(range(2, x.ndim))

@@ -15,9 +15,9 @@ from autograd.tracer import getval
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autocnn import ops
-import autocnn.primitives
-from autocnn.primitives import col2im, col2im_gemm, conv_gemm, gemm_tt, im2col, window_maxima, window_put, window_take
+from autocnn.core import ops
+import autocnn.core.primitives
+from autocnn.core.primitives import col2im, col2im_gemm, conv_gemm, gemm_tt, im2col, window_maxima, window_put, window_take
 from reference.conv_layers import (
     conv_backward_naive,
     conv_forward_naive,
@@ -254,7 +254,7 @@ def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, s
     rows = im2col(x, window, stride).shape[1]
     w_mat, g = rng.randn(f, k), rng.randn(rows, f)
     pixels = rows // shape[0]
-    monkeypatch.setattr(autocnn.primitives, "_PATCH_GRADIENT_BLOCK_BYTES", images_per_block * k * pixels * 8)
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_GRADIENT_BLOCK_BYTES", images_per_block * k * pixels * 8)
     expected = col2im(w_mat.T @ g.T, shape[2:], window, stride)
     np.testing.assert_allclose(col2im_gemm(w_mat, g, shape[2:], window, stride), expected, rtol=1e-12, atol=1e-12)
 

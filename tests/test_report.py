@@ -3,7 +3,7 @@
 import json
 import re
 
-from autocnn import report
+from autocnn.tools import report
 from autocnn.cli import main
 
 

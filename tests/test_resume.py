@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from autocnn import cli
-from autocnn.train import resume_config, run_training
+from autocnn.tools.train import resume_config, run_training
 from tiny_cifar import TINY_SPLIT, write_tiny_cifar
 
 ITERATIONS_PER_EPOCH = 5  # 100 images in batches of 20

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from autocnn.solver import (CheckpointError, Solver, TrainingDivergedError, TrainingStopped, latest_checkpoint,
+from autocnn.training.solver import (CheckpointError, Solver, TrainingDivergedError, TrainingStopped, latest_checkpoint,
                             load_checkpoint)
 
 ITERATION_LINE = re.compile(r"^\(Iteration (\d+) / (\d+)\) loss: (\d+\.\d{6})$")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from autocnn import cli
-from autocnn.train import TrainConfig, build_model
+from autocnn.tools.train import TrainConfig, build_model
 from tiny_cifar import TINY_SPLIT, write_tiny_cifar
 
 ITERATION_LINE = re.compile(r"^\(Iteration \d+ / \d+\) loss: \d+\.\d{6}$")
@@ -36,7 +36,7 @@ def run_cli(*args, timeout=120):
 
 
 def given_flags(argv):
-    """The config fields a command line sets (what autocnn.train.main receives)."""
+    """The config fields a command line sets (what autocnn.tools.train.main receives)."""
     args = cli.build_parser().parse_args(argv)
     return {name: value for name, value in vars(args).items() if name not in ("command", "func")}
 
@@ -111,7 +111,7 @@ def test_a_short_run_writes_every_promised_file_and_key(tiny_data, tmp_path, cap
     assert len(metrics["loss_history"]) == 4 and len(metrics["val_acc_history"]) == 2
     assert metrics["best_val_acc"] == max(metrics["val_acc_history"])
     assert 0 <= metrics["test_acc"] <= 1 and metrics["images_per_s"] > 0
-    assert {"platform", "cpu_count", "numpy"} <= set(metrics["machine"])
+    assert {"platform", "cpu", "cores", "numpy", "load_average_start"} <= set(metrics["machine"])
     assert metrics["config"]["num_train"] == 200 and metrics["config"]["seed"] == 5
 
     with np.load(out / "params_best.npz") as best, np.load(out / "params_final.npz") as final:

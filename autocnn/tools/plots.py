@@ -1,8 +1,10 @@
 """Figures of a training run: the notebook's learning curves and first-layer filters.
 
-matplotlib runs on the non-interactive Agg backend, so plotting works on a
-machine without a display and never opens a window; every function writes a PNG
-and returns its path.
+Figures are built as ``matplotlib.figure.Figure`` objects, without pyplot, so importing or
+calling this module never changes the matplotlib backend or opens a window: in Jupyter a
+returned figure shows inline, and the command line writes the same figure to a PNG. Every
+``plot_*`` function takes an optional ``path``: given one it writes the PNG and returns its
+path, without one it returns the Figure.
 """
 
 from __future__ import annotations
@@ -11,19 +13,17 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # Files only: no display is needed (or wanted) on a training machine.
-
-import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import NullFormatter
 
 CIFAR10_SHAPE = (3, 32, 32)
 
 
 def plot_training_curves(loss_history: Sequence[float], train_acc_history: Sequence[float],
                          val_acc_history: Sequence[float], path: str | os.PathLike,
-                         title: str = "Training curves") -> Path:
+                         title: str = "Training curves") -> Path | Figure:
     """
     Draw the notebook's cell [5]: loss per iteration above, train and val
     accuracy per epoch below.
@@ -33,13 +33,14 @@ def plot_training_curves(loss_history: Sequence[float], train_acc_history: Seque
     - train_acc_history: Training accuracy at each check (one per epoch, the
       first one before any epoch has finished).
     - val_acc_history: Validation accuracy at the same checks.
-    - path: Where to write the PNG.
+    - path: Where to write the PNG; None returns the Figure instead.
     - title: Title of the figure.
 
     Returns:
-    - The path of the written PNG.
+    - The path of the written PNG, or the Figure when path is None.
     """
-    figure, (loss_axes, acc_axes) = plt.subplots(2, 1, figsize=(10, 8))
+    figure = Figure(figsize=(10, 8))
+    (loss_axes, acc_axes) = figure.subplots(2, 1)
     iterations = np.arange(1, len(loss_history) + 1)
     loss_axes.plot(iterations, loss_history, "o", markersize=3)
     loss_axes.set_xlabel("iteration")
@@ -110,23 +111,24 @@ def filter_grid(images: np.ndarray, padding: int = 1, max_images: int = 64) -> n
     return grid
 
 
-def plot_first_layer_filters(W1: np.ndarray, path: str | os.PathLike, title: str = "First-layer filters",
-                             max_filters: int = 64) -> Path:
+def plot_first_layer_filters(W1: np.ndarray, path: str | os.PathLike | None = None, title: str = "First-layer filters",
+                             max_filters: int = 64) -> Path | Figure:
     """
     Draw the first-layer filters (or affine templates) as a grid of small images.
 
     Inputs:
     - W1: First-layer weights, see filters_as_images.
-    - path: Where to write the PNG.
+    - path: Where to write the PNG; None returns the Figure instead.
     - title: Title of the figure.
     - max_filters: Draw at most this many filters.
 
     Returns:
-    - The path of the written PNG.
+    - The path of the written PNG, or the Figure when path is None.
     """
     images = filters_as_images(W1)
     grid = filter_grid(images, max_images=max_filters)
-    figure, axes = plt.subplots(figsize=(6, 6.4))
+    figure = Figure(figsize=(6, 6.4))
+    axes = figure.subplots()
     if grid.shape[2] == 3:
         axes.imshow(grid, interpolation="nearest")
     else:
@@ -139,19 +141,18 @@ def plot_first_layer_filters(W1: np.ndarray, path: str | os.PathLike, title: str
     return _save(figure, path)
 
 
-def _save(figure: "plt.Figure", path: str | os.PathLike) -> Path:
+def _save(figure: Figure, path: str | os.PathLike | None, dpi: int = 100) -> Path | Figure:
+    if path is None:
+        return figure
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        figure.savefig(path, dpi=100)
-    finally:
-        plt.close(figure)  # Figures left open accumulate memory across runs.
+    figure.savefig(path, dpi=dpi)  # no pyplot: nothing keeps the figure alive after this
     return path
 
 
 def plot_gradcheck(runs: Sequence[tuple[str, Sequence[str], Sequence[float]]], tolerances: Sequence[float],
-                   path: str | os.PathLike, exact: tuple[str, Sequence[float], float] | None = None,
-                   title: str = "Gradient check") -> Path:
+                   path: str | os.PathLike | None = None, exact: tuple[str, Sequence[float], float] | None = None,
+                   title: str = "Gradient check") -> Path | Figure:
     """
     Bars of relative errors per parameter on a log scale, with each parameter's tolerance.
 
@@ -159,19 +160,20 @@ def plot_gradcheck(runs: Sequence[tuple[str, Sequence[str], Sequence[float]]], t
     - runs: (label, parameter names, relative errors) for each run, drawn side by side.
     - tolerances: Tolerance of each parameter (same order as the names), drawn as a
       short black line over its group.
-    - path: Where to write the PNG.
+    - path: Where to write the PNG; None returns the Figure instead.
     - exact: Optional (label, relative errors, tolerance) of an exact comparison,
       drawn as one more bar per parameter with its tolerance as a dashed line.
     - title: Title of the figure.
 
     Returns:
-    - The path of the written PNG.
+    - The path of the written PNG, or the Figure when path is None.
     """
     names = list(runs[0][1])
     series = [(label, list(errors)) for label, _, errors in runs]
     if exact is not None:
         series.append((exact[0], list(exact[1])))
-    figure, axes = plt.subplots(figsize=(10, 5.5))
+    figure = Figure(figsize=(10, 5.5))
+    axes = figure.subplots()
     positions = np.arange(len(names))
     width = 0.8 / len(series)
     for offset, (label, errors) in enumerate(series):
@@ -193,3 +195,93 @@ def plot_gradcheck(runs: Sequence[tuple[str, Sequence[str], Sequence[float]]], t
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_step_sizes(study: dict, path: str | os.PathLike | None = None) -> Path | Figure:
+    """The report's step-size study: max relative error of centred differences against h, log-log."""
+
+    h = np.array(study["h"])
+    fig = Figure(figsize=(11, 5.5))
+    ax = fig.subplots()
+    markers = iter("osd^v<>")
+    for label, errors in study["curves"].items():
+        ax.loglog(h, np.maximum(errors, 1e-16), marker=next(markers), label=label)
+    eps = np.finfo(np.float64).eps
+    ax.loglog(h, 1e-2 * (h / h[0]) ** 2, ":", color="gray", label="truncation error ~ h² (slope 2)")
+    ax.loglog(h, eps / h, "--", color="gray", label="rounding error ~ ε / h (slope -1)")
+    for tol, text in [(1e-2, "notebook tolerance for W1, W2 (1e-2)"), (1e-5, "notebook tolerance otherwise (1e-5)")]:
+        ax.axhline(tol, color="tab:red", linewidth=0.8, alpha=0.6)
+        ax.text(h[0], tol * 1.4, "  " + text, color="tab:red", fontsize=8, ha="left")
+    ax.set_xlabel("finite-difference step h  (smaller to the right)")
+    ax.set_ylabel("max relative error vs autograd's exact gradient")
+    ax.set_title("Numerical gradient error vs step size: centred differences against the exact gradient (float64)")
+    ax.set_ylim(1e-13, 3.0)
+    ax.invert_xaxis()
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+def plot_lines_of_code(loc: dict, path: str | os.PathLike | None = None) -> Path | Figure:
+    """The report's lines of code per layer: forward + hand-written backward against forward only."""
+
+    rows = [(r["layer"], r["autocnn"], r["reference"]) for r in loc["layers"]]
+    rows.append(("layer_utils sandwiches", loc["sandwiches"]["autocnn"], loc["sandwiches"]["reference"]))
+    rows += [(r["model"] + " loss (model)¹", r["autocnn"], r["reference"]) for r in loc["models"]]
+    labels = [r[0] for r in rows]
+    position = np.arange(len(rows))
+    fig = Figure(figsize=(8, 6))
+    ax = fig.subplots()
+    ax.barh(position - 0.2, [r[2] for r in rows], height=0.4, label="reference: forward + hand-written backward")
+    ax.barh(position + 0.2, [r[1] for r in rows], height=0.4, label="autocnn: forward only (autograd derives the rest)")
+    ax.set_yticks(position, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("lines of code (no blank lines, comments or docstrings)\n"
+                  "¹ autocnn: ConvNet.forward + loss, one code path shared by all its models")
+    ax.set_title("Code to write per layer: hand-written backprop vs forward only")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+def plot_speed(rows: list[dict], quick: bool = False, path: str | os.PathLike | None = None) -> Path | Figure:
+    """The report's speed bars: time ratio autocnn / reference per case (rows of name and ratio), log scale."""
+
+    colours = {"train step": "tab:red", "forward+backward": "tab:blue", "forward": "tab:gray"}
+
+    def phase(name: str) -> str:
+        return next(key for key in colours if key in name) if any(key in name for key in colours) else "forward"
+
+    fig = Figure(figsize=(10, 0.32 * len(rows) + 1.8))
+    ax = fig.subplots()
+    position = np.arange(len(rows))
+    ratios = np.array([r["ratio"] for r in rows])
+    # Bars grow from 1 (equal speed): to the right where the hand-written code is faster.
+    ax.barh(position, ratios - 1.0, left=1.0, color=[colours[phase(r["name"])] for r in rows])
+    ax.axvline(1.0, color="black", linewidth=0.9)
+    ax.set_xscale("log")
+    for y, ratio in zip(position, ratios):
+        ax.text(ratio * (1.04 if ratio >= 1 else 0.96), y, f"{ratio:.2f}×", va="center",
+                ha="left" if ratio >= 1 else "right", fontsize=7)
+    ax.set_xlim(min(0.5, ratios.min() / 1.6), max(2.0, ratios.max() * 1.6))
+    ax.set_yticks(position, [r["name"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time ratio autocnn / reference (log scale; < 1: autocnn faster, > 1: hand-written faster)")
+    quick = " (quick run: tiny sizes)" if quick else ""
+    ax.set_title("Speed: autograd-derived backward vs hand-written backprop" + quick)
+    handles = [Rectangle((0, 0), 1, 1, color=colour) for colour in colours.values()]
+    ax.legend(handles, list(colours), fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.045))
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1

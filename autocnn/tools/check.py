@@ -4,7 +4,7 @@ A student's ``nndl/layers.py``, ``conv_layers.py``, ``layer_utils.py`` or ``cnn.
 notebook API) is loaded, every known function and model class found in it is run on
 random float64 inputs over several shapes, and each forward output and each gradient is
 compared with autocnn's forward and autograd's *exact* derivative of it (from
-``autocnn.layers`` / ``autocnn.layer_utils`` / ``autocnn.models``). No finite
+``autocnn.core.layers`` / ``autocnn.core.layer_utils`` / ``autocnn.core.models``). No finite
 differences are involved, so a tolerance of 1e-6 is meaningful: two correct float64
 implementations agree to about 1e-10, while the smallest real bugs (eps outside the
 square root, an unbiased variance) are already off by more than 1e-5.
@@ -20,7 +20,6 @@ Library API: ``check_target(target) -> list[Row]``; the CLI handler prints a tab
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import importlib
@@ -44,7 +43,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from autocnn.gradcheck import rel_error
+from autocnn.tools.gradcheck import rel_error
 
 DEFAULT_TARGET = "reference"
 # Inputs are float64. Measured on the reference, correct implementations agree to
@@ -631,10 +630,10 @@ def as_gradient_tuple(value: Any, count: int) -> tuple | str:
 
 
 def _autocnn_module(source: str):
-    import autocnn.layer_utils
-    import autocnn.layers
+    import autocnn.core.layer_utils
+    import autocnn.core.layers
 
-    return autocnn.layers if source == "layers" else autocnn.layer_utils
+    return autocnn.core.layers if source == "layers" else autocnn.core.layer_utils
 
 
 def _run_layer_spec(spec: LayerSpec, user: dict[str, Callable], rng: np.random.RandomState, send: Send,
@@ -752,9 +751,9 @@ def _model_outputs(spec: ModelSpec) -> list[str]:
 
 
 def _autocnn_model(spec: ModelSpec, case: ModelCase):
-    import autocnn.models
+    import autocnn.core.models
 
-    return getattr(autocnn.models, spec.name)(**case.kwargs, dtype=np.float64)
+    return getattr(autocnn.core.models, spec.name)(**case.kwargs, dtype=np.float64)
 
 
 def _reg_offsets(reg: float, params: dict[str, np.ndarray]) -> dict:
@@ -1157,7 +1156,7 @@ def check_loaded(loaded: LoadedTarget, timeout: float = DEFAULT_TIMEOUT, seed: i
                  layer_tolerance: float = LAYER_TOLERANCE, model_tolerance: float = MODEL_TOLERANCE) -> list[Row]:
     """As check_target, for an already loaded target."""
     # Import autocnn's side once here, so that every forked worker inherits it.
-    for name in ("autocnn.layers", "autocnn.layer_utils", "autocnn.models"):
+    for name in ("autocnn.core.layers", "autocnn.core.layer_utils", "autocnn.core.models"):
         importlib.import_module(name)
 
     rows = [Row(f"import {module}", "-", None, 0.0, FAIL, message, module=module)
@@ -1245,39 +1244,19 @@ def _json_row(row: Row) -> dict:
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    """Handler of `autocnn check`: print the table (or JSON); 1 when anything fails."""
-    targets = args.targets or [DEFAULT_TARGET]
-    results = [(target, check_target(target, args.timeout, args.seed)) for target in targets]
+def results_as_json(results: list[tuple[str, list[Row]]]) -> dict:
+    """The JSON document of ``autocnn check --json``: one entry per target with its rows."""
     failed = any(row.failed for _, rows in results for row in rows)
-    if args.json:
-        payload = {"passed": not failed,
-                   "targets": [{"target": target, "passed": not any(r.failed for r in rows),
-                                "rows": [_json_row(r) for r in rows]}
-                               for target, rows in results]}
-        print(json.dumps(payload, indent=2))
-    else:
-        for target, rows in results:
-            print(f"== autocnn check {target}  (tolerance: rel. error vs autograd, float64)")
-            print(format_table(rows))
-            print(_summary(target, rows))
-            print()
-    return 1 if failed else 0
+    return {"passed": not failed,
+            "targets": [{"target": target, "passed": not any(r.failed for r in rows),
+                         "rows": [_json_row(r) for r in rows]}
+                        for target, rows in results]}
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "check",
-        help="check hand-written notebook layers and models against autograd's exact gradients",
-        description="Run every notebook-API function (affine_*, relu_*, batchnorm_*, dropout_*, conv_*, max_pool_*, "
-                    "spatial_batchnorm_*, softmax_loss, svm_loss, layer_utils sandwiches) and the ThreeLayerConvNet / "
-                    "FullyConnectedNet classes found in each target on random float64 inputs, and compare forward "
-                    "outputs and gradients with autocnn's forward and autograd's derivative of it.",
-    )
-    parser.add_argument("targets", nargs="*", metavar="PATH_OR_MODULE",
-                        help=f"a .py file, a folder (e.g. nndl/) or a module name; default: {DEFAULT_TARGET}")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds one call of user code may take before it is stopped (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default %(default)s)")
-    parser.set_defaults(func=run)
+def format_results(results: list[tuple[str, list[Row]]]) -> str:
+    """The tables ``autocnn check`` prints: per target a header, the table and a summary line."""
+    blocks = []
+    for target, rows in results:
+        blocks.append(f"== autocnn check {target}  (tolerance: rel. error vs autograd, float64)\n"
+                      f"{format_table(rows)}\n{_summary(target, rows)}\n")
+    return "\n".join(blocks)

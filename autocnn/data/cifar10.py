@@ -50,6 +50,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from autocnn.files import atomic_write
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 TARBALL_NAME = "cifar-10-python.tar.gz"
@@ -368,10 +370,8 @@ def download_CIFAR10(dest_dir: str | os.PathLike | None = None, url: str | None 
         md5 = CIFAR10_MD5
     dest_dir = _writable_cache(Path(dest_dir if dest_dir is not None else cache_dir()))
     final = dest_dir / TARBALL_NAME
-    handle_fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{TARBALL_NAME}.", suffix=".part")
-    try:
-        with os.fdopen(handle_fd, "wb") as output:
-            received, digests = _stream_download(url, output, timeout, progress, final)
+    def download_and_verify(output: BinaryIO) -> None:
+        received, digests = _stream_download(url, output, timeout, progress, final)
         expected_size = digests.pop("expected_size")
         if expected_size is not None and received != expected_size:
             raise DownloadError(f"Download from {url} is truncated: got {received} of {expected_size} bytes; "
@@ -382,11 +382,8 @@ def download_CIFAR10(dest_dir: str | os.PathLike | None = None, url: str | None 
                     f"Download from {url} is corrupt or truncated: its {algorithm.upper()} is "
                     f"{digests[algorithm]}, expected {expected.lower()} ({received} bytes received); "
                     f"nothing was kept. Try again, or: {_manual_download_hint(final)}")
-        os.replace(temp_name, final)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+
+    atomic_write(final, download_and_verify)
     return final
 
 
@@ -736,45 +733,29 @@ def get_CIFAR10_data(num_training: int = 49000, num_validation: int = 1000, num_
     }
 
 
-# ---------------------------------------------------------------------- command line
+def download_into_cache() -> str:
+    """Download and verify the tarball into the cache unless the cache holds CIFAR-10; says what it did."""
+    cache = cache_dir()
+    found = _find_in(cache)
+    if found is not None:
+        return f"The cache {cache} already holds CIFAR-10 ({found[0]} {found[1]}); nothing downloaded."
+    return f"Downloaded and verified {download_CIFAR10(cache)}"
 
 
-def add_parser(subparsers: Any) -> None:
-    """Declare ``autocnn data``."""
-    parser = subparsers.add_parser(
-        "data",
-        help="where CIFAR-10 is looked for, whether it is there and verified; --download",
-        description="Show where CIFAR-10 is looked for (--data, $AUTOCNN_DATA, the cache), what is found at "
-                    "each place and whether it is verified (a tarball against the SHA256SUMS beside it or the "
-                    "official MD5). Exit status 0 when the place a loader uses holds the data and no checksum "
-                    "mismatches, 1 otherwise.",
-    )
-    parser.add_argument("--data", dest="data_dir", metavar="DIR", help="a folder or tarball to look at first")
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="skip checksumming the tarball (reads the whole 163 MB file)")
-    parser.add_argument("--download", action="store_true",
-                        help=f"download {TARBALL_NAME} into the cache ({cache_dir()}) if the cache holds no CIFAR-10")
-    parser.set_defaults(func=_data_command)
+def selected_source_status(data_dir: str | os.PathLike | None = None, verify: bool = True) -> tuple[bool, str]:
+    """
+    Whether the place a loader would use holds CIFAR-10 (and, with verify, no checksum mismatches).
 
-
-def _data_command(args: Any) -> int:
-    if args.download:
-        cache = cache_dir()
-        found = _find_in(cache)
-        if found is not None:
-            print(f"The cache {cache} already holds CIFAR-10 ({found[0]} {found[1]}); nothing downloaded.")
-        else:
-            print(f"Downloaded and verified {download_CIFAR10(cache)}")
-    print(format_data_sources(args.data_dir, verify=args.verify))
-    # The status needs no second checksum pass: a mismatch is only possible for a tarball.
-    selected = next(report for report in describe_data_sources(args.data_dir) if report["selected"])
+    Returns:
+    - (usable, message): message says what to do when nothing is there, else it is empty.
+    """
+    # No second checksum pass is needed for folders: a mismatch is only possible for a tarball.
+    selected = next(report for report in describe_data_sources(data_dir) if report["selected"])
     if selected["found"] is None:
         if selected["origin"] == "cache":
-            print(f"No CIFAR-10 in the cache. Run 'autocnn data --download' (needs internet) "
-                  f"or set AUTOCNN_DATA to a folder holding {TARBALL_NAME}.")
-        else:
-            print(f"No CIFAR-10 at {selected['path']} ({selected['origin']}), the place a loader would use.")
-        return 1
-    if args.verify and selected["found"] == "tarball" and _verify_tarball(Path(selected["location"]))[0] is False:
-        return 1
-    return 0
+            return False, (f"No CIFAR-10 in the cache. Run 'autocnn data --download' (needs internet) "
+                           f"or set AUTOCNN_DATA to a folder holding {TARBALL_NAME}.")
+        return False, f"No CIFAR-10 at {selected['path']} ({selected['origin']}), the place a loader would use."
+    if verify and selected["found"] == "tarball" and _verify_tarball(Path(selected["location"]))[0] is False:
+        return False, ""
+    return True, ""

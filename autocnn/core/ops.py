@@ -1,8 +1,8 @@
 """Forward passes only: each layer written as the math, in ``autograd.numpy``.
 
-No function here knows its gradient. Models and ``autocnn.layers`` hand these to autograd,
+No function here knows its gradient. Models and ``autocnn.core.layers`` hand these to autograd,
 which derives every backward pass. The only help autograd gets is in
-``autocnn.primitives`` (window extraction, picking one element per window, and scipy's
+``autocnn.core.primitives`` (window extraction, picking one element per window, and scipy's
 correlation: linear operators whose adjoints are written with themselves).
 
 Shapes follow the notebook: images (N, C, H, W), filters (F, C, HH, WW), scores (N, K).
@@ -16,9 +16,9 @@ import autograd.numpy as np
 import autograd.scipy.signal
 import numpy as onp
 from autograd.scipy.special import logsumexp
-from autograd.tracer import getval
 
-from autocnn.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col, sliding_windows,
+from autocnn.core.autograd_internals import stop_gradient
+from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col, sliding_windows,
                                 window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
@@ -84,7 +84,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # in BLAS's fast orientation without copies. The patch matrix is built once from the
         # plain values and handed to the GEMM, which keeps it for dw; dx is taken through
         # x_pad itself, a block of images at a time (see conv_gemm).
-        cols = im2col(getval(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
+        cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
         rows = conv_gemm(x_pad, np.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
         out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
@@ -126,7 +126,7 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
         # choice is piecewise constant, so carries no gradient), then take it (linear;
         # the maxima found while choosing are handed over rather than gathered again).
         # autograd's VJP is then one scatter of g, not np.max's full-size where/repeat.
-        maxima, choice = window_maxima(getval(x), window, stride)
+        maxima, choice = window_maxima(stop_gradient(x), window, stride)
         return window_take(x, choice, window, stride, taken=maxima)
     return np.max(sliding_windows(x, window, stride), axis=(4, 5))
 

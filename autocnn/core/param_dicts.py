@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from autocnn import ops
+from autocnn.core import ops
 
 
 def is_train(param: dict, name: str) -> bool:

@@ -7,7 +7,7 @@ configuration: a ThreeLayerConvNet with 32 filters of 7x7 and a hidden layer of
 
 Library use::
 
-    from autocnn.train import TrainConfig, run_training
+    from autocnn.tools.train import TrainConfig, run_training
     result = run_training(TrainConfig(num_epochs=1, out="runs/quick"))
     result.metrics["best_val_acc"]
 
@@ -32,7 +32,6 @@ This module's top-level imports stay light (no numpy, no matplotlib) so that
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -44,6 +43,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
+
+from autocnn.files import atomic_save_npz, atomic_write_json
+from autocnn.tools.provenance import git_state, machine_info
 
 MODELS = ("three-layer", "fc", "convnet")
 IMPLS = ("autocnn", "reference")
@@ -105,7 +107,7 @@ class TrainConfig:
       iteration) and reports what it reached; None = no limit.
 
     Data:
-    - data_dir: Where CIFAR-10 is (see autocnn.data); None = $AUTOCNN_DATA or cache.
+    - data_dir: Where CIFAR-10 is (see autocnn.data.cifar10); None = $AUTOCNN_DATA or cache.
     - split: (training, validation, test) sizes given to get_CIFAR10_data; the
       validation images follow the training images (default 49000, 1000, 1000).
     - num_train: Train on only the first num_train training images (the
@@ -279,16 +281,16 @@ def build_model(config: TrainConfig) -> Any:
         if config.impl == "reference":
             from reference.cnn import ThreeLayerConvNet
         else:
-            from autocnn.models import ThreeLayerConvNet
+            from autocnn.core.models import ThreeLayerConvNet
         return ThreeLayerConvNet(**kwargs)
     if config.model == "fc":
         kwargs = dict(common, hidden_dims=list(config.hidden_dims), dropout=config.dropout)
         if config.impl == "reference":
             from reference.fc_net import FullyConnectedNet
         else:
-            from autocnn.models import FullyConnectedNet
+            from autocnn.core.models import FullyConnectedNet
         return FullyConnectedNet(**kwargs)
-    from autocnn.models import ConvNet
+    from autocnn.core.models import ConvNet
 
     return ConvNet(blocks=[tuple(block) for block in config.blocks], filter_size=config.filter_size,
                    hidden_dims=tuple(config.hidden_dims), dropout=config.dropout, loss=config.loss, **common)
@@ -304,7 +306,7 @@ def load_data(config: TrainConfig) -> dict[str, Any]:
     """
     import numpy as np
 
-    from autocnn.data import get_CIFAR10_data
+    from autocnn.data.cifar10 import get_CIFAR10_data
 
     num_training, num_validation, num_test = config.split
     data = get_CIFAR10_data(num_training=num_training, num_validation=num_validation, num_test=num_test,
@@ -313,67 +315,6 @@ def load_data(config: TrainConfig) -> dict[str, Any]:
         data["X_train"] = data["X_train"][:config.num_train]
         data["y_train"] = data["y_train"][:config.num_train]
     return data
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a run ran: platform, CPUs, load, library versions (for honest timings)."""
-    from importlib import metadata
-
-    import numpy as np
-    import scipy
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "autograd": _package_version(metadata, "autograd"),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        # The machine may be shared; the load says how much of it this run had.
-        info["load_average_1_5_15min"] = [round(value, 2) for value in os.getloadavg()]
-    return info
-
-
-def _package_version(metadata: Any, name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args: str) -> str | None:
-    """Output of a git command in the autocnn checkout, or None if that is not a git checkout."""
-    try:
-        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent.parent,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def git_state() -> dict[str, Any]:
-    """The commit that ran and the code files that differed from it (results of a
-    dirty checkout are not the commit's results)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--", "autocnn", "reference") or ""
-    return {"git_commit": commit.strip() if commit else None,
-            "git_uncommitted": sorted(line[3:] for line in status.splitlines() if line.endswith(".py"))}
 
 
 # ---------------------------------------------------------------------- running
@@ -396,17 +337,15 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
 
     Raises:
     - ValueError for a bad setting or missing/corrupt data or checkpoint.
-    - autocnn.solver.TrainingDivergedError if the loss became NaN or infinite
+    - autocnn.training.solver.TrainingDivergedError if the loss became NaN or infinite
       (metrics.json then records status 'diverged'; the last good checkpoint stays).
     """
     import numpy as np
 
-    from autocnn.allocator import keep_freed_memory
-    from autocnn.solver import TrainingStopped, latest_checkpoint
+    from autocnn.training.solver import TrainingStopped, latest_checkpoint
 
-    keep_freed_memory()  # a step re-creates the same big arrays: reuse their memory (see autocnn.allocator)
     started = time.perf_counter()
-    load_at_start = [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    machine = machine_info()  # at the start: the load a run had, not the load it left
     config = config.resolved()
     out = Path(config.out) if config.out is not None else None
     if out is not None and not resume and (out / CONFIG_FILE).exists() and not overwrite:
@@ -419,7 +358,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
         if not resume:
             _clear_output(out)
         # On resume too: a longer --epochs must survive a second interruption.
-        _write_json(out / CONFIG_FILE, config.to_dict())
+        atomic_write_json(out / CONFIG_FILE, config.to_dict())
 
     with _tee_stdout(out / LOG_FILE if out is not None else None, append=resume):
         if config.verbose:
@@ -486,7 +425,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             "images_per_s": round(iterations_done * config.batch_size / train_seconds, 2) if train_seconds > 0 else None,
             "images_per_s_note": "minibatch images per second of training, including the per-epoch accuracy checks",
             "resumed_from": resumed_from,
-            "machine": dict(machine_info(), load_average_1_5_15min_at_start=load_at_start),
+            "machine": machine,
             **git_state(),
             "files": {},
         }
@@ -494,7 +433,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
             metrics["files"] = _write_outputs(out, config, model, solver, final_params, status)
         metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
         if out is not None:
-            _write_json(out / METRICS_FILE, metrics)
+            atomic_write_json(out / METRICS_FILE, metrics)
         if config.verbose and error is None:
             print(_summary(metrics, out))
     if error is not None:
@@ -537,7 +476,7 @@ def resume_config(out: str | os.PathLike, **overrides: Any) -> TrainConfig:
 def _make_solver(config: TrainConfig, model: Any, data: dict, checkpoint_name: Path | None,
                  checkpoint: Path | None) -> Any:
     """A Solver for the run, rebuilt from the checkpoint when one is given."""
-    from autocnn.solver import Solver
+    from autocnn.training.solver import Solver
 
     if checkpoint is not None:
         return Solver.resume(checkpoint, model, data, num_epochs=config.num_epochs,
@@ -579,13 +518,13 @@ def _write_outputs(out: Path, config: TrainConfig, model: Any, solver: Any, fina
     """Parameters and figures of a finished (or stopped) run; returns {role: file name}."""
     import numpy as np
 
-    from autocnn import plots
+    from autocnn.tools import plots
 
     files = {"config": CONFIG_FILE, "log": LOG_FILE, "metrics": METRICS_FILE}
-    _save_npz(out / FINAL_PARAMS_FILE, final_params)
+    atomic_save_npz(out / FINAL_PARAMS_FILE, final_params)
     files["final_params"] = FINAL_PARAMS_FILE
     if solver.best_params:
-        _save_npz(out / BEST_PARAMS_FILE, solver.best_params)
+        atomic_save_npz(out / BEST_PARAMS_FILE, solver.best_params)
         files["best_params"] = BEST_PARAMS_FILE
     title = f"{_describe_model(config)}: {status}"
     plots.plot_training_curves(solver.loss_history, solver.train_acc_history, solver.val_acc_history,
@@ -623,7 +562,7 @@ def _summary(metrics: dict[str, Any], out: Path | None) -> str:
 
 
 def _data_source(data_dir: str | None) -> dict[str, Any] | None:
-    from autocnn.data import describe_data_sources
+    from autocnn.data.cifar10 import describe_data_sources
 
     for report in describe_data_sources(data_dir):
         if report["selected"]:
@@ -636,21 +575,6 @@ def _clear_output(out: Path) -> None:
     # Old checkpoints would otherwise be mistaken for this run's by a later --resume.
     for stale in (out / CHECKPOINT_DIR).glob(f"{CHECKPOINT_PREFIX}_epoch_*"):
         stale.unlink()
-
-
-def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
-    import numpy as np
-
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:  # via a handle, so numpy does not append another .npz
-        np.savez(handle, **{name: np.asarray(value) for name, value in arrays.items()})
-    os.replace(temp, path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 def _last(values: Sequence[float]) -> float | None:
@@ -710,113 +634,3 @@ def _flag(name: str) -> str:
 
 def _int_list_text(values: Sequence[int]) -> str:
     return ",".join(str(value) for value in values)
-
-
-def parse_int_list(text: str) -> list[int]:
-    """'256,128' -> [256, 128]; '' -> [] (argparse type for --hidden-dims and --split)."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def parse_blocks(text: str) -> list[list[int]]:
-    """'32,32-64,64' -> [[32, 32], [64, 64]] (argparse type for --blocks)."""
-    blocks = [parse_int_list(block) for block in text.split("-")] if text.strip() else []
-    if any(not block for block in blocks):
-        raise argparse.ArgumentTypeError(f"expected blocks like 32,32-64,64-128,128, got {text!r}")
-    return blocks
-
-
-def parse_weight_scale(text: str) -> float | str:
-    """A positive float, or 'he' (argparse type for --weight-scale)."""
-    if text == "he":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'he', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'he', got {text!r}")
-    return value
-
-
-def add_parser(subparsers: Any) -> None:
-    """Declare ``autocnn train`` and its flags."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train on CIFAR-10 (default: the notebook's >65%% configuration) and write metrics and plots",
-        description="Train a network on CIFAR-10 with the Solver and print the notebook's log lines. The "
-                    "defaults are the notebook's >65% configuration: ThreeLayerConvNet, 32 filters 7x7, hidden "
-                    "1000, float32, reg 1e-3, weight scale 1e-3, Adam lr 1e-3, batch 1000, 10 epochs, lr decay "
-                    "0.99. The output folder gets config.json, train.log, per-epoch checkpoints, "
-                    "params_final.npz, params_best.npz, metrics.json, curves.png and filters.png.",
-        argument_default=argparse.SUPPRESS,  # only flags given reach the config (so --resume can refuse them)
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=MODELS, help="network (default three-layer)")
-    model.add_argument("--impl", choices=IMPLS,
-                       help="autocnn (gradients by autograd) or reference (hand-written backward); default autocnn")
-    model.add_argument("--num-filters", type=int, metavar="F", help="three-layer: conv filters (default 32)")
-    model.add_argument("--filter-size", type=int, metavar="K", help="conv filter side (three-layer 7, convnet 3)")
-    model.add_argument("--blocks", type=parse_blocks, metavar="SPEC",
-                       help="convnet: conv widths per pooling block, e.g. 32,32-64,64-128,128 (the default)")
-    model.add_argument("--hidden-dims", "--hidden-dim", dest="hidden_dims", type=parse_int_list, metavar="H[,H...]",
-                       help="hidden affine widths (three-layer 1000, fc 100,100, convnet 256)")
-    model.add_argument("--batchnorm", dest="use_batchnorm", action="store_true",
-                       help="spatial batchnorm after convs and batchnorm after hidden affines")
-    model.add_argument("--dropout", type=float, nargs="?", const=0.5, metavar="KEEP",
-                       help="fc/convnet: dropout with this keep probability (0.5 if no value)")
-    model.add_argument("--loss", choices=LOSSES, help="convnet: data loss (default softmax)")
-    model.add_argument("--weight-scale", type=parse_weight_scale, metavar="STD|he",
-                       help="initial weight std (three-layer 1e-3, fc 1e-2, convnet he)")
-    model.add_argument("--reg", type=float, help="L2 regularization strength (default 1e-3)")
-    model.add_argument("--dtype", choices=DTYPES, help="default float32")
-
-    training = parser.add_argument_group("training")
-    training.add_argument("--update-rule", choices=UPDATE_RULES, help="default adam")
-    training.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, metavar="LR",
-                          help="default 1e-3")
-    training.add_argument("--lr-decay", type=float, metavar="FACTOR", help="learning-rate factor per epoch (default 0.99)")
-    training.add_argument("--batch-size", type=int, metavar="N", help="default 1000")
-    training.add_argument("--epochs", dest="num_epochs", type=int, metavar="N", help="default 10")
-    training.add_argument("--print-every", type=int, metavar="N", help="log the loss every N iterations (default 10)")
-    training.add_argument("--num-train-samples", type=int, metavar="N",
-                          help="training images used for each train-accuracy check (default 1000)")
-    training.add_argument("--seed", type=int, help="seed of weights and minibatches (default: drawn and recorded)")
-    training.add_argument("--time-budget", type=float, metavar="MINUTES",
-                          help="stop training after this many minutes and report what it reached")
-
-    data = parser.add_argument_group("data and output")
-    data.add_argument("--data", dest="data_dir", metavar="DIR",
-                      help="CIFAR-10 folder or tarball (default $AUTOCNN_DATA, else the cache)")
-    data.add_argument("--split", type=parse_int_list, metavar="TRAIN,VAL,TEST",
-                      help="sizes of the training, validation and test splits (default 49000,1000,1000)")
-    data.add_argument("--num-train", type=int, metavar="N",
-                      help="train on the first N images of the training split only (a quick run)")
-    data.add_argument("--out", metavar="DIR", help="output folder (default runs/train-<date>-<time>)")
-    data.add_argument("--overwrite", action="store_true", help="allow --out to be a folder that holds a run")
-    data.add_argument("--resume", metavar="DIR",
-                      help="continue the run in DIR from its newest checkpoint, with its saved config")
-    parser.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Handler of ``autocnn train``; returns the exit code."""
-    given = {name: value for name, value in vars(args).items() if name not in ("command", "func")}
-    resume_dir = given.pop("resume", None)
-    overwrite = given.pop("overwrite", False)
-    if resume_dir is not None:
-        if overwrite:
-            raise ValueError("--overwrite and --resume exclude each other")
-        config = resume_config(resume_dir, **given)
-    else:
-        config = TrainConfig.from_dict(given)
-        if config.out is None:
-            config.out = os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
-    try:
-        run_training(config, resume=resume_dir is not None, overwrite=overwrite)
-    except FloatingPointError as diverged:  # TrainingDivergedError: one line, not a traceback
-        print(f"autocnn train: error: {diverged}", file=sys.stderr)
-        return 1
-    return 0

@@ -5,24 +5,24 @@ Markdown report with PNG figures:
 
 * lines of code: autocnn's forward-only op against reference's forward + backward;
 * gradient agreement: autograd's gradient, the hand-written one and the notebook's
-  numerical one (centred differences, ``autocnn.gradcheck``), pairwise;
-* speed: the benchmark of ``autocnn.bench`` (not re-implemented here), as a table and a
+  numerical one (centred differences, ``autocnn.tools.gradcheck``), pairwise;
+* speed: the benchmark of ``autocnn.tools.bench`` (not re-implemented here), as a table and a
   bar chart of the time ratios autocnn / reference;
 * why numerical gradients need loose tolerances: the error of centred differences
   against autograd's exact gradient as the step h goes from 1e-1 to 1e-10, for a smooth
   function and for functions with ReLU / max kinks.
 
-The inputs are the cases of ``autocnn.check`` (the first case of each layer), so the
+The inputs are the cases of ``autocnn.tools.check`` (the first case of each layer), so the
 report and the checker exercise the same shapes.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import copy
 import importlib
 import inspect
+import os
 import platform
 import textwrap
 import time
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from autocnn.tools import plots
 
 DEFAULT_OUT = Path("experiments/results/report")
 BENCH_FILE = "bench.json"  # the benchmark's raw results, written beside the report
@@ -110,7 +112,7 @@ class LayerPair:
     One layer as written on each side.
 
     - label: Row name in the report
-    - forward: Name of the notebook forward (the autocnn.check spec whose cases are used)
+    - forward: Name of the notebook forward (the autocnn.tools.check spec whose cases are used)
     - autocnn: Dotted names of autocnn's forward-only code for it
     - reference: Dotted names of reference's forward + backward (+ private helpers)
     """
@@ -123,35 +125,35 @@ class LayerPair:
 
 _REF_L, _REF_C, _REF_F = "reference.layers.", "reference.conv_layers.", "reference.fast_layers."
 LAYER_PAIRS: tuple[LayerPair, ...] = (
-    LayerPair("affine", "affine_forward", ("autocnn.ops.affine",),
+    LayerPair("affine", "affine_forward", ("autocnn.core.ops.affine",),
               (_REF_L + "affine_forward", _REF_L + "affine_backward")),
-    LayerPair("relu", "relu_forward", ("autocnn.ops.relu",), (_REF_L + "relu_forward", _REF_L + "relu_backward")),
-    LayerPair("batchnorm", "batchnorm_forward", ("autocnn.ops.batchnorm",),
+    LayerPair("relu", "relu_forward", ("autocnn.core.ops.relu",), (_REF_L + "relu_forward", _REF_L + "relu_backward")),
+    LayerPair("batchnorm", "batchnorm_forward", ("autocnn.core.ops.batchnorm",),
               (_REF_L + "batchnorm_forward", _REF_L + "batchnorm_backward", _REF_L + "_batchnorm_param_grads")),
-    LayerPair("dropout", "dropout_forward", ("autocnn.ops.dropout", "autocnn.ops.dropout_mask"),
+    LayerPair("dropout", "dropout_forward", ("autocnn.core.ops.dropout", "autocnn.core.ops.dropout_mask"),
               (_REF_L + "dropout_forward", _REF_L + "dropout_backward")),
-    LayerPair("softmax loss", "softmax_loss", ("autocnn.ops.softmax_loss",), (_REF_L + "softmax_loss",)),
-    LayerPair("svm loss", "svm_loss", ("autocnn.ops.svm_loss", "autocnn.ops.relu"), (_REF_L + "svm_loss",)),
-    LayerPair("conv (naive)", "conv_forward_naive", ("autocnn.ops.conv2d",),
+    LayerPair("softmax loss", "softmax_loss", ("autocnn.core.ops.softmax_loss",), (_REF_L + "softmax_loss",)),
+    LayerPair("svm loss", "svm_loss", ("autocnn.core.ops.svm_loss", "autocnn.core.ops.relu"), (_REF_L + "svm_loss",)),
+    LayerPair("conv (naive)", "conv_forward_naive", ("autocnn.core.ops.conv2d",),
               (_REF_C + "conv_forward_naive", _REF_C + "conv_backward_naive", _REF_C + "_output_size")),
-    LayerPair("conv (fast)", "conv_forward_fast", ("autocnn.ops.conv2d",),
+    LayerPair("conv (fast)", "conv_forward_fast", ("autocnn.core.ops.conv2d",),
               (_REF_F + "conv_forward_fast", _REF_F + "conv_backward_fast", _REF_F + "_pad_spatial",
                _REF_F + "_sliding_windows", _REF_F + "_offset_slice")),
-    LayerPair("max pool (naive)", "max_pool_forward_naive", ("autocnn.ops.max_pool2d",),
+    LayerPair("max pool (naive)", "max_pool_forward_naive", ("autocnn.core.ops.max_pool2d",),
               (_REF_C + "max_pool_forward_naive", _REF_C + "max_pool_backward_naive")),
-    LayerPair("max pool (fast)", "max_pool_forward_fast", ("autocnn.ops.max_pool2d",),
+    LayerPair("max pool (fast)", "max_pool_forward_fast", ("autocnn.core.ops.max_pool2d",),
               (_REF_F + "max_pool_forward_fast", _REF_F + "max_pool_backward_fast", _REF_F + "_pool_geometry")),
-    LayerPair("spatial batchnorm", "spatial_batchnorm_forward", ("autocnn.ops.spatial_batchnorm",),
+    LayerPair("spatial batchnorm", "spatial_batchnorm_forward", ("autocnn.core.ops.spatial_batchnorm",),
               (_REF_C + "spatial_batchnorm_forward", _REF_C + "spatial_batchnorm_backward")),
 )
 # autocnn's models share one forward (ConvNet.forward) and one loss; reference writes
 # each model's forward and backward out.
-_AUTOCNN_MODEL = ("autocnn.models.ConvNet.forward", "autocnn.models.ConvNet.loss")
+_AUTOCNN_MODEL = ("autocnn.core.models.ConvNet.forward", "autocnn.core.models.ConvNet.loss")
 MODEL_PAIRS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ThreeLayerConvNet", _AUTOCNN_MODEL, ("reference.cnn.ThreeLayerConvNet.loss",)),
     ("FullyConnectedNet", _AUTOCNN_MODEL, ("reference.fc_net.FullyConnectedNet.loss",)),
 )
-SHARED_AUTOCNN = ("autocnn.derive", "autocnn.primitives")
+SHARED_AUTOCNN = ("autocnn.core.derive", "autocnn.core.primitives")
 
 
 def lines_of_code() -> dict:
@@ -166,7 +168,7 @@ def lines_of_code() -> dict:
     models = []
     for label, mine_names, their_names in MODEL_PAIRS:
         models.append({"model": label, "autocnn": code_lines(mine_names)[0], "reference": code_lines(their_names)[0]})
-    sandwiches = {"autocnn": code_lines(("autocnn.layer_utils",))[0],
+    sandwiches = {"autocnn": code_lines(("autocnn.core.layer_utils",))[0],
                   "reference": code_lines(("reference.layer_utils",))[0]}
     shared = {name: code_lines((name,))[0] for name in SHARED_AUTOCNN}
     return {"layers": layers, "sandwiches": sandwiches, "models": models, "shared": shared}
@@ -192,7 +194,7 @@ def layer_agreement(seed: int = 0) -> list[dict]:
     """
     Per layer and gradient: rel. errors autograd vs hand-written vs numerical.
 
-    The inputs are the first case of the layer in ``autocnn.check``; the numerical
+    The inputs are the first case of the layer in ``autocnn.tools.check``; the numerical
     gradient is ``eval_numerical_gradient_array`` (or ``eval_numerical_gradient`` for a
     loss) of the reference forward with the notebook's h = 1e-5.
 
@@ -200,9 +202,9 @@ def layer_agreement(seed: int = 0) -> list[dict]:
     - rows: dicts with layer, grad, case, autograd_vs_reference, autograd_vs_numerical,
       reference_vs_numerical
     """
-    import autocnn.layers
-    from autocnn import check
-    from autocnn.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+    import autocnn.core.layers
+    from autocnn.tools import check
+    from autocnn.tools.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
     reference = _reference_namespace()
     specs = {spec.forward: spec for spec in check.LAYER_SPECS}
@@ -214,14 +216,14 @@ def layer_agreement(seed: int = 0) -> list[dict]:
         args = lambda: copy.deepcopy(case.args)  # noqa: E731 - every call gets fresh inputs
         if spec.is_loss:
             x, y = args()
-            autograd_grads = [getattr(autocnn.layers, spec.forward)(x, y)[1]]
+            autograd_grads = [getattr(autocnn.core.layers, spec.forward)(x, y)[1]]
             hand_grads = [reference[spec.forward](x, y)[1]]
             numerical = [eval_numerical_gradient(lambda v: reference[spec.forward](v, y)[0], x.copy(),
                                                  verbose=False, h=NUMERICAL_H)]
         else:
-            out, cache = getattr(autocnn.layers, spec.forward)(*args())
+            out, cache = getattr(autocnn.core.layers, spec.forward)(*args())
             dout = rng.randn(*np.shape(out))
-            autograd_grads = list(check.as_gradient_tuple(getattr(autocnn.layers, spec.backwards[0])(dout, cache),
+            autograd_grads = list(check.as_gradient_tuple(getattr(autocnn.core.layers, spec.backwards[0])(dout, cache),
                                                   len(spec.grads)))
             _, their_cache = reference[spec.forward](*args())
             hand_grads = list(check.as_gradient_tuple(reference[spec.backwards[0]](dout, their_cache), len(spec.grads)))
@@ -247,7 +249,7 @@ def model_agreement(seed: int = 0) -> list[dict]:
     """
     The notebook's gradient-check cell for both models, three ways.
 
-    Each model (the second case of ``autocnn.check``, with reg > 0) gets the same random
+    Each model (the second case of ``autocnn.tools.check``, with reg > 0) gets the same random
     float64 params on both sides; the numerical gradient is ``eval_numerical_gradient``
     of the reference loss with the notebook's h = 1e-6.
 
@@ -255,11 +257,11 @@ def model_agreement(seed: int = 0) -> list[dict]:
     - rows: dicts with model, param, autograd_vs_reference, autograd_vs_numerical,
       reference_vs_numerical, plus a 'loss' row comparing the two losses
     """
-    import autocnn.models
+    import autocnn.core.models
     import reference.cnn
     import reference.fc_net
-    from autocnn import check
-    from autocnn.gradcheck import eval_numerical_gradient, rel_error
+    from autocnn.tools import check
+    from autocnn.tools.gradcheck import eval_numerical_gradient, rel_error
 
     theirs_by_name = {"ThreeLayerConvNet": reference.cnn.ThreeLayerConvNet,
                       "FullyConnectedNet": reference.fc_net.FullyConnectedNet}
@@ -267,7 +269,7 @@ def model_agreement(seed: int = 0) -> list[dict]:
     for spec in check.MODEL_SPECS:
         case = spec.cases[1]
         rng = np.random.RandomState(seed)
-        mine = getattr(autocnn.models, spec.name)(**case.kwargs, dtype=np.float64)
+        mine = getattr(autocnn.core.models, spec.name)(**case.kwargs, dtype=np.float64)
         theirs = theirs_by_name[spec.name](**case.kwargs, dtype=np.float64)
         params = check.draw_model_params(rng, {name: value.shape for name, value in mine.params.items()})
         for name, value in params.items():
@@ -309,9 +311,9 @@ def step_size_study(quick: bool = False, seed: int = 0) -> dict:
     import autograd.numpy as anp
     import reference.cnn
 
-    import autocnn.models
-    from autocnn import ops
-    from autocnn.gradcheck import eval_numerical_gradient, rel_error
+    import autocnn.core.models
+    from autocnn.core import ops
+    from autocnn.tools.gradcheck import eval_numerical_gradient, rel_error
 
     steps = np.logspace(-1, -10, 4 if quick else 19)
     rng = np.random.RandomState(seed)
@@ -338,7 +340,7 @@ def step_size_study(quick: bool = False, seed: int = 0) -> dict:
     # Exact gradient: autocnn's; the function differenced: the same loss by reference's
     # numpy forward (the cheaper of the two; ~3000 evaluations per step).
     cell = dict(input_dim=(3, 16, 16), num_filters=3, filter_size=3, hidden_dim=7, dtype=np.float64)
-    mine, theirs = autocnn.models.ThreeLayerConvNet(**cell), reference.cnn.ThreeLayerConvNet(**cell)
+    mine, theirs = autocnn.core.models.ThreeLayerConvNet(**cell), reference.cnn.ThreeLayerConvNet(**cell)
     for name, value in mine.params.items():
         drawn = 1e-3 * rng.randn(*value.shape) if name.startswith("W") else np.zeros(value.shape)
         mine.params[name], theirs.params[name] = drawn, drawn.copy()
@@ -354,68 +356,13 @@ def step_size_study(quick: bool = False, seed: int = 0) -> dict:
 # --------------------------------------------------------------------- speed
 
 def _run_benchmark(quick: bool) -> dict | None:
-    """autocnn.bench's benchmark (its own timing code), or None when that module is absent."""
-    run_benchmark = _resolve("autocnn.bench.run_benchmark")
+    """autocnn.tools.bench's benchmark (its own timing code), or None when that module is absent."""
+    run_benchmark = _resolve("autocnn.tools.bench.run_benchmark")
     # Peak memory is the benchmark's own business; the report only needs the timings.
     return None if run_benchmark is None else run_benchmark(quick=quick, memory=False)
 
 
 # -------------------------------------------------------------------- figures
-
-def _plot_step_sizes(study: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = np.array(study["h"])
-    fig, ax = plt.subplots(figsize=(11, 5.5))
-    markers = iter("osd^v<>")
-    for label, errors in study["curves"].items():
-        ax.loglog(h, np.maximum(errors, 1e-16), marker=next(markers), label=label)
-    eps = np.finfo(np.float64).eps
-    ax.loglog(h, 1e-2 * (h / h[0]) ** 2, ":", color="gray", label="truncation error ~ h² (slope 2)")
-    ax.loglog(h, eps / h, "--", color="gray", label="rounding error ~ ε / h (slope -1)")
-    for tol, text in [(1e-2, "notebook tolerance for W1, W2 (1e-2)"), (1e-5, "notebook tolerance otherwise (1e-5)")]:
-        ax.axhline(tol, color="tab:red", linewidth=0.8, alpha=0.6)
-        ax.text(h[0], tol * 1.4, "  " + text, color="tab:red", fontsize=8, ha="left")
-    ax.set_xlabel("finite-difference step h  (smaller to the right)")
-    ax.set_ylabel("max relative error vs autograd's exact gradient")
-    ax.set_title("Numerical gradient error vs step size: centred differences against the exact gradient (float64)")
-    ax.set_ylim(1e-13, 3.0)
-    ax.invert_xaxis()
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_lines_of_code(loc: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [(r["layer"], r["autocnn"], r["reference"]) for r in loc["layers"]]
-    rows.append(("layer_utils sandwiches", loc["sandwiches"]["autocnn"], loc["sandwiches"]["reference"]))
-    rows += [(r["model"] + " loss (model)¹", r["autocnn"], r["reference"]) for r in loc["models"]]
-    labels = [r[0] for r in rows]
-    position = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ax.barh(position - 0.2, [r[2] for r in rows], height=0.4, label="reference: forward + hand-written backward")
-    ax.barh(position + 0.2, [r[1] for r in rows], height=0.4, label="autocnn: forward only (autograd derives the rest)")
-    ax.set_yticks(position, labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("lines of code (no blank lines, comments or docstrings)\n"
-                  "¹ autocnn: ConvNet.forward + loss, one code path shared by all its models")
-    ax.set_title("Code to write per layer: hand-written backprop vs forward only")
-    ax.legend(fontsize=8, loc="upper right")
-    ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
 
 # ------------------------------------------------------------------- markdown
 
@@ -459,8 +406,8 @@ def _markdown(results: dict, figures: dict[str, str]) -> str:
               "pass. `ops.conv2d` likewise holds three formulations (fast windows, scipy correlate, autograd's "
               "convolve).", "",
               "What autocnn writes once for all layers instead: the generic VJP helper `autocnn/derive.py` "
-              f"({loc['shared']['autocnn.derive']} lines) and `autocnn/primitives.py` "
-              f"({loc['shared']['autocnn.primitives']} lines): the operators autograd cannot trace (window views, "
+              f"({loc['shared']['autocnn.core.derive']} lines) and `autocnn/primitives.py` "
+              f"({loc['shared']['autocnn.core.primitives']} lines): the operators autograd cannot trace (window views, "
               "the patch matrix and its GEMM, scipy's correlation) or would make slow (the max-pool gather, "
               "batchnorm's per-channel sum, the weight decay's squared norm), almost all linear, with VJPs "
               "written with the same operators. Hand-written adjoints of linear maps are far easier to get right "
@@ -470,7 +417,7 @@ def _markdown(results: dict, figures: dict[str, str]) -> str:
     lines += ["## 2. Gradient agreement", "",
               "Relative error (the notebook's `rel_error`, max over elements) between autograd's gradient of "
               "the autocnn forward, reference's hand-written backward, and the numerical gradient "
-              f"(`autocnn.gradcheck`, centred differences, h = {NUMERICAL_H:g}) of the reference forward. "
+              f"(`autocnn.tools.gradcheck`, centred differences, h = {NUMERICAL_H:g}) of the reference forward. "
               "Inputs: the first float64 case `autocnn check` draws for that layer.", "",
               "| layer | grad | autograd vs hand-written | autograd vs numerical | hand-written vs numerical |",
               "|---|---|---:|---:|---:|"]
@@ -507,7 +454,7 @@ def _step_size_markdown(study: dict, figure: str) -> list[str]:
         return curves[label][int(np.argmin(np.abs(np.log10(h) - np.log10(step))))]
 
     lines = ["## 4. Why numerical gradients need loose tolerances", "",
-             "Max relative error of centred differences `(f(x+h) - f(x-h)) / 2h` (`autocnn.gradcheck`) against "
+             "Max relative error of centred differences `(f(x+h) - f(x-h)) / 2h` (`autocnn.tools.gradcheck`) against "
              "the exact gradient that autograd computes, for h from 1e-1 down to 1e-10 (float64).", "",
              f"![numerical gradient error vs step size]({figure})", "",
              "| function | best error (at h) | h = 1e-5 | h = 1e-6 | h = 1e-1 |", "|---|---:|---:|---:|---:|"]
@@ -542,12 +489,12 @@ def _step_size_markdown(study: dict, figure: str) -> list[str]:
 
 def _speed_markdown(result: dict | None, figure: str | None, asked: bool = True) -> list[str]:
     if result is None:
-        reason = "`autocnn.bench` (the benchmark) is not available in this checkout" if asked else "--no-speed"
+        reason = "`autocnn.tools.bench` (the benchmark) is not available in this checkout" if asked else "--no-speed"
         return [f"Not measured ({reason}).", ""]
     machine = result.get("machine", {})
     load = machine.get("load_average_start")
     quick = result.get("settings", {}).get("quick")
-    lines = [f"Times from `autocnn.bench` (`run_benchmark`: interleaved repetitions, medians), reference's "
+    lines = [f"Times from `autocnn.tools.bench` (`run_benchmark`: interleaved repetitions, medians), reference's "
              f"hand-written fast layers against autocnn's default formulation with autograd's backward; "
              f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
              + (f", load average {load[0]:.1f} at the start" if load else "")
@@ -596,7 +543,7 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
     - out: Output folder (created if needed)
     - quick: Fewer step sizes and the quick benchmark, for a smoke test
     - seed: Seed of every random input
-    - with_speed: Run the benchmark (autocnn.bench) for section 3
+    - with_speed: Run the benchmark (autocnn.tools.bench) for section 3
     - bench_json: Use the results of an earlier `autocnn bench --json` run instead
 
     Returns:
@@ -606,7 +553,7 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict[str, Any] = {"quick": quick, "seed": seed,
-                               "machine": f"{platform.machine()} / {_cpu_count()} cores"}
+                               "machine": f"{platform.machine()} / {os.cpu_count() or 1} cores"}
     results["loc"] = lines_of_code()
     results["layers"] = layer_agreement(seed)
     results["models"] = model_agreement(seed)
@@ -618,8 +565,8 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
         results["speed"] = _run_benchmark(quick) if with_speed else None
     results["speed_asked"] = with_speed
     figures = {"loc": "lines_of_code.png", "step": "step_size.png"}
-    _plot_lines_of_code(results["loc"], out / figures["loc"])
-    _plot_step_sizes(results["step_size"], out / figures["step"])
+    plots.plot_lines_of_code(results["loc"], out / figures["loc"])
+    plots.plot_step_sizes(results["step_size"], out / figures["step"])
     if results["speed"] is not None:
         # Keep the raw benchmark beside the report, so `--bench-json` can redraw it.
         import json
@@ -627,81 +574,9 @@ def generate(out: Path = DEFAULT_OUT, quick: bool = False, seed: int = 0, with_s
         (out / BENCH_FILE).write_text(json.dumps(results["speed"], indent=1) + "\n")
         if _speed_rows(results["speed"]):
             figures["speed"] = "speed_ratios.png"
-            _plot_speed(results["speed"], out / figures["speed"])
+            plots.plot_speed(_speed_rows(results["speed"]), results["speed"].get("settings", {}).get("quick", False),
+                             out / figures["speed"])
     path = out / "report.md"
     text = _markdown(results, figures)
     path.write_text(text + f"\n_Report generated in {time.time() - started:.0f} s._\n")
     return path
-
-
-def _plot_speed(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    rows = _speed_rows(result)
-    colours = {"train step": "tab:red", "forward+backward": "tab:blue", "forward": "tab:gray"}
-
-    def phase(name: str) -> str:
-        return next(key for key in colours if key in name) if any(key in name for key in colours) else "forward"
-
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.8))
-    position = np.arange(len(rows))
-    ratios = np.array([r["ratio"] for r in rows])
-    # Bars grow from 1 (equal speed): to the right where the hand-written code is faster.
-    ax.barh(position, ratios - 1.0, left=1.0, color=[colours[phase(r["name"])] for r in rows])
-    ax.axvline(1.0, color="black", linewidth=0.9)
-    ax.set_xscale("log")
-    for y, ratio in zip(position, ratios):
-        ax.text(ratio * (1.04 if ratio >= 1 else 0.96), y, f"{ratio:.2f}×", va="center",
-                ha="left" if ratio >= 1 else "right", fontsize=7)
-    ax.set_xlim(min(0.5, ratios.min() / 1.6), max(2.0, ratios.max() * 1.6))
-    ax.set_yticks(position, [r["name"] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("time ratio autocnn / reference (log scale; < 1: autocnn faster, > 1: hand-written faster)")
-    quick = " (quick run: tiny sizes)" if result.get("settings", {}).get("quick") else ""
-    ax.set_title("Speed: autograd-derived backward vs hand-written backprop" + quick)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours.values()]
-    ax.legend(handles, list(colours), fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.045))
-    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.grid(True, axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _cpu_count() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-
-def run(args: argparse.Namespace) -> int:
-    """Handler of `autocnn report`."""
-    bench_json = Path(args.bench_json) if args.bench_json else None
-    if bench_json is not None and not bench_json.is_file():
-        raise ValueError(f"no benchmark results at {bench_json}")
-    path = generate(Path(args.out), quick=args.quick, seed=args.seed, with_speed=not args.no_speed,
-                    bench_json=bench_json)
-    print(f"report written to {path}")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="write a Markdown + PNG report comparing autocnn and the hand-written reference",
-        description="Lines of code, gradient agreement (autograd vs hand-written vs numerical), speed, and the "
-                    "error of numerical gradients vs step size, for every notebook layer and both models.",
-    )
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="fewer step sizes and the quick benchmark (smoke test)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default %(default)s)")
-    parser.add_argument("--no-speed", action="store_true", help="skip the benchmark section")
-    parser.add_argument("--bench-json", metavar="PATH",
-                        help="take the speed section from an earlier `autocnn bench --json PATH` run")
-    parser.set_defaults(func=run)

@@ -9,7 +9,7 @@ Served from the heap and kept there instead, a batch-1000 step of the >65% net t
 ~15% less time and a batch-50 step ~13% less, for both the autograd and the hand-written
 side, with the same peak memory.
 
-``autocnn train``, the experiment scripts (through ``autocnn.train.run_training``) and
+``autocnn train``, the experiment scripts (through ``autocnn.tools.train.run_training``) and
 ``autocnn bench`` call ``keep_freed_memory()`` for their own process; importing autocnn
 as a library changes nothing.
 """

@@ -1,8 +1,10 @@
-"""The ``autocnn`` command line: one subcommand per job.
+"""The ``autocnn`` command line: flags in, one call of a tool out.
 
-Each subcommand lives in the module that does the job and offers two functions:
-``add_parser(subparsers)`` (declares its flags; keep that module's top-level imports light
-so ``--help`` stays fast) and the handler it sets as ``func``, which returns an exit code.
+Each subcommand is a module of this package offering ``add_parser(subparsers)``, which
+declares its flags and sets as ``func`` a handler that turns them into one call of
+``autocnn.tools`` (or ``autocnn.data``) and returns an exit code. Only this package
+imports argparse, and only here are process-wide settings made (the matplotlib backend,
+malloc's memory keeping).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import argparse
 import importlib
 import sys
 
-# Modules that contribute a subcommand, in the order `autocnn --help` lists them.
-COMMAND_MODULES: list[str] = ["autocnn.check", "autocnn.report", "autocnn.train", "autocnn.gradcheck", "autocnn.data", "autocnn.bench"]
+#: Modules that contribute a subcommand, in the order `autocnn --help` lists them.
+COMMAND_MODULES: list[str] = ["autocnn.cli.check", "autocnn.cli.report", "autocnn.cli.train",
+                              "autocnn.cli.gradcheck", "autocnn.cli.data", "autocnn.cli.bench"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -33,12 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_file_backend() -> None:
+    """Draw figures to files: a command line has no display (a notebook keeps its own backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    use_file_backend()
     try:
         return args.func(args)
     except (ValueError, OSError) as error:
@@ -48,7 +59,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"autocnn {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

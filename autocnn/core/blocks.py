@@ -5,7 +5,7 @@ layer alone is 8.2M weights, 33 MB in float32. Run block by block, a few lines o
 elementwise numpy work on slices that stay in the CPU cache; and because numpy releases
 the GIL inside its loops, two threads over disjoint ranges of blocks overlap. The work is
 elementwise, so the result is bitwise the same however it is split. The update rules
-(``autocnn.optim``) and the weight decay's gradient (``autocnn.primitives``) use this.
+(``autocnn.training.optim``) and the weight decay's gradient (``autocnn.core.primitives``) use this.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ BLOCK_SIZE = 1 << 16
 THREADED_MIN_SIZE = 1 << 20
 _THREADS = max(1, min(2, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+_FORK_HOOK_REGISTERED = False
 
 
 def for_each_block(work: Callable[..., None], *arrays: np.ndarray) -> None:
@@ -50,8 +51,11 @@ def for_each_block(work: Callable[..., None], *arrays: np.ndarray) -> None:
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
+    global _POOL, _FORK_HOOK_REGISTERED
     if _POOL is None:
+        if not _FORK_HOOK_REGISTERED and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_pool)  # registered on first use, not at import
+            _FORK_HOOK_REGISTERED = True
         _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="autocnn-blocks")
     return _POOL
 
@@ -62,6 +66,3 @@ def _forget_pool() -> None:
     global _POOL
     _POOL = None
 
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)

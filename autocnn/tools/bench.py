@@ -23,7 +23,7 @@ autograd-convolve   autocnn with conv by ``autograd.scipy.signal.convolve``
 
 Library use (``autocnn report`` draws its speed chart from this)::
 
-    from autocnn.bench import run_benchmark, format_table
+    from autocnn.tools.bench import run_benchmark, format_table
     results = run_benchmark(quick=True)
     print(format_table(results))
 
@@ -34,7 +34,6 @@ functions.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -45,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from autocnn.tools.provenance import load_average, machine_info
 
 SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
 BASELINE = "ref-fast"
@@ -97,7 +98,7 @@ class Case:
 
 def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, Callable]]:
     """side -> (conv_forward(x, w, b, conv_param), conv_backward(dout, cache)) in the notebook API."""
-    from autocnn import derive, layers, ops
+    from autocnn.core import derive, layers, ops
     from reference import conv_layers, fast_layers
 
     def convolve_forward(x, w, b, conv_param):
@@ -148,7 +149,7 @@ def _layer_cases(quick: bool) -> list[Case]:
     """The per-layer cases, in table order."""
     import numpy as np
 
-    from autocnn import layers
+    from autocnn.core import layers
     from reference import conv_layers, fast_layers
     from reference import layers as ref_layers
 
@@ -233,7 +234,7 @@ def _layer_cases(quick: bool) -> list[Case]:
 
 class ReferenceConvNet:
     """
-    The ``autocnn.models.ConvNet`` architecture (with batchnorm) assembled from the
+    The ``autocnn.core.models.ConvNet`` architecture (with batchnorm) assembled from the
     reference's hand-written layers, so the deeper network has a hand-written baseline:
 
     [[conv - spatial batchnorm - relu] x k - 2x2 max pool] x N
@@ -303,7 +304,7 @@ class ReferenceConvNet:
 
 def _train_step(model, X, y, configs: dict) -> float:
     """One Solver-style step: loss and gradients, then Adam on every parameter. Returns the loss."""
-    from autocnn.optim import adam  # imported here: the optimizers may be edited while benchmarks run
+    from autocnn.training.optim import adam  # imported here: the optimizers may be edited while benchmarks run
 
     loss, grads = model.loss(X, y)
     for name, value in model.params.items():
@@ -315,7 +316,7 @@ def _seed_net_models(dtype: str, hidden_dim: int = SEED_NET["hidden_dim"]) -> di
     """side -> factory of the notebook's >65% ThreeLayerConvNet, all with the same params."""
     import numpy as np
 
-    from autocnn.models import ThreeLayerConvNet
+    from autocnn.core.models import ThreeLayerConvNet
     from reference.cnn import ThreeLayerConvNet as ReferenceThreeLayerConvNet
 
     config = dict(SEED_NET, hidden_dim=hidden_dim)
@@ -342,7 +343,7 @@ def _deep_net_models(dtype: str) -> dict[str, Callable[[], Any]]:
     """side -> factory of the deeper ConvNet and its hand-written twin, with the same params."""
     import numpy as np
 
-    from autocnn.models import ConvNet
+    from autocnn.core.models import ConvNet
 
     np.random.seed(0)
     template = ConvNet(dtype=np.dtype(dtype).type, **DEEP_NET)
@@ -509,7 +510,7 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
     """Run in a fresh process: build the net, run a few steps, print memory figures as JSON."""
     import numpy as np
 
-    from autocnn.allocator import keep_freed_memory
+    from autocnn.training.allocator import keep_freed_memory
 
     keep_freed_memory()  # the memory a training run holds with the setting autocnn train uses
     model = _seed_net_models("float32", hidden_dim)[side]()
@@ -544,52 +545,13 @@ def measure_peak_memory(side: str, batch: int, steps: int = 2, hidden_dim: int =
       libraries, data and params included), 'before_steps_mb': resident memory just before
       the first step, 'steps_mb': the difference, what the steps add at their peak}
     """
-    code = f"import autocnn.bench as b; b._peak_rss_child({side!r}, {int(batch)}, {int(steps)}, {int(hidden_dim)})"
+    code = f"import autocnn.tools.bench as b; b._peak_rss_child({side!r}, {int(batch)}, {int(steps)}, {int(hidden_dim)})"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"peak-memory child for {side} failed: {done.stderr.strip().splitlines()[-1:]}")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     measured["steps_mb"] = measured["peak_rss_mb"] - measured["before_steps_mb"]
     return measured
-
-
-# ------------------------------------------------------------------------ machine
-
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, load, library versions, BLAS settings."""
-    import numpy as np
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{blas.get('name')} {blas.get('version')}".strip()
-    except Exception:  # numpy's config layout is not a stable API
-        blas = "unknown"
-    import scipy
-
-    try:
-        from importlib.metadata import version
-
-        autograd_version = version("autograd")
-    except Exception:  # not installed as a distribution
-        autograd_version = "unknown"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "autograd": autograd_version,
-        "blas": blas,
-        "blas_env": {name: os.environ[name] for name in sorted(os.environ)
-                     if name.startswith(("OPENBLAS", "OMP_", "MKL_"))},
-        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 # ----------------------------------------------------------------------- targets
@@ -687,14 +649,14 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - peak_memory: {'batch', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}} or None
     - targets: see `evaluate_targets`
     """
-    from autocnn.allocator import keep_freed_memory
+    from autocnn.training.allocator import keep_freed_memory
 
     # A full run without --repeats: at least 5 repetitions, more for fast cases (time_case).
     adaptive = repeats is None and not quick
     repeats = repeats or (2 if quick else 5)
     min_seconds, max_repeats = (MIN_SECONDS_FASTEST_SIDE, MAX_REPEATS) if adaptive else (0.0, repeats)
     started = time.perf_counter()
-    # As autocnn train runs (see autocnn.allocator); every side of every case shares it.
+    # As autocnn train runs (see autocnn.training.allocator); every side of every case shares it.
     keeps_freed_memory = keep_freed_memory()
     results: dict[str, Any] = {"machine": machine_info(),
                                "settings": {"quick": quick, "repeats": repeats, "max_repeats": max_repeats,
@@ -726,7 +688,7 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
         for case in results["cases"] if BASELINE in case["sides"] and "autocnn" in case["sides"]
     ]
     results["targets"] = evaluate_targets(results)
-    results["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results["machine"]["load_average_end"] = load_average()
     results["wall_time_s"] = time.perf_counter() - started
     return results
 
@@ -755,7 +717,7 @@ def format_table(results: dict) -> str:
         f"{_repetitions(results['settings'])} interleaved repetitions per side after a warm-up"
         f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
         "ratio = median / ref-fast median (lower is faster); malloc "
-        f"{'keeps freed memory (autocnn.allocator, as in autocnn train)' if results['settings'].get('keeps_freed_memory') else 'as the C library defaults'}.",
+        f"{'keeps freed memory (autocnn.training.allocator, as in autocnn train)' if results['settings'].get('keeps_freed_memory') else 'as the C library defaults'}.",
         "",
         "| case | pass | N | dtype | side | median ms | min–max ms | ratio | img/s | GFLOP/s |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
@@ -788,48 +750,3 @@ def format_table(results: dict) -> str:
 
 def _load(values) -> str:
     return "n/a" if not values else "/".join(f"{v:.1f}" for v in values)
-
-
-# ---------------------------------------------------------------------------- CLI
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="time autograd-derived layers and training steps against hand-written backprop",
-        description="Interleaved timings of layers (forward, forward+backward) and whole training steps for "
-                    "reference naive/fast, autocnn, autocnn with scipy correlate, and autograd's convolve; "
-                    "prints a Markdown table of medians, min-max, ratios to the hand-written fast step, "
-                    "images/s and GFLOP/s, plus peak memory and the issue's targets.",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bench flags (shared with ``python -m experiments.benchmark``)."""
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repetitions: a smoke test (< 1 minute)")
-    parser.add_argument("--repeats", type=_positive_int, default=None,
-                        help="timed repetitions per side (default 2 quick; full: 5 to 25, until the fastest side has run 1 s)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--table", metavar="PATH", help="also write the Markdown table to this file")
-    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def run(args: argparse.Namespace) -> int:
-    results = run_benchmark(quick=args.quick, repeats=args.repeats, memory=not args.no_memory, only=args.only,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    table = format_table(results)
-    print(table, end="")
-    for path, text in ((args.json, json.dumps(results, indent=1) + "\n"), (args.table, table)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-    return 0

@@ -10,9 +10,8 @@ Forward ops may return ``(out, *aux)``: ``out`` is differentiated, ``aux`` is ha
 as plain arrays (stripped of autograd's boxes).
 
 Tracing gives every input its own root node (``_trace``), which takes autograd's tracer
-and backward-pass building blocks (``autograd.tracer``, ``autograd.core``) rather than
-``make_vjp``; pyproject pins autograd below 2 for that, and the tests compare the result
-with ``autograd.grad`` itself.
+and backward-pass building blocks (through ``autocnn.core.autograd_internals``) rather
+than ``make_vjp``.
 """
 
 from __future__ import annotations
@@ -22,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as onp
-from autograd.core import SparseObject, VJPNode, add_outgrads
-from autograd.tracer import getval, isbox, new_box, trace_stack
-from autograd.util import toposort
+from autograd.extend import SparseObject
 
+from autocnn.core.autograd_internals import backpropagate, trace, value_of
 from reference.validation import check_dout
 
 
@@ -44,7 +42,7 @@ def _plain(value):
         return type(value)(_plain(v) for v in value)
     if isinstance(value, dict):
         return {key: _plain(v) for key, v in value.items()}
-    return getval(value)
+    return value_of(value)
 
 
 def _trace(fun: Callable[[list], Any], leaves: Sequence):
@@ -54,44 +52,19 @@ def _trace(fun: Callable[[list], Any], leaves: Sequence):
     ``autograd.make_vjp`` takes a single input; handing it a tuple or dict of arrays
     makes every ``inputs[i]`` a container index whose VJP starts from zeros for the
     *whole* container and adds into them (a full extra pass over every input, e.g. the
-    32 MB hidden-layer weights, per access). Separate roots let the backward pass hand
+    hidden-layer weights, per access). Separate roots let the backward pass hand
     each input its accumulated gradient directly.
 
     Returns (vjp, out): vjp(g) -> list of gradients, one per leaf, each a new array
     shaped like the leaf and in its dtype.
     """
-    with trace_stack.new_trace() as trace_id:
-        roots = [VJPNode.new_root() for _ in leaves]
-        out_box = fun([new_box(leaf, trace_id, root) for leaf, root in zip(leaves, roots)])
-        traced = isbox(out_box) and out_box._trace == trace_id
-        end_value, end_node = (out_box._value, out_box._node) if traced else (out_box, None)
+    end_value, end_node, roots = trace(fun, leaves)
 
     def vjp(g) -> list:
-        parts = _gradient_parts(g, end_node, roots)
+        parts = backpropagate(g, end_node, roots)
         return [_sum_of_parts(parts[root], leaf) for leaf, root in zip(leaves, roots)]
 
     return vjp, end_value
-
-
-def _gradient_parts(g, end_node, roots: list) -> dict:
-    """Backpropagate g from end_node; return root -> the list of gradient contributions it received."""
-    parts: dict = {root: [] for root in roots}
-    if end_node is None:  # the output depends on no input
-        return parts
-    if end_node in parts:  # the op returned an input unchanged
-        parts[end_node].append(g)
-        return parts
-    pending = {end_node: (g, False)}
-    for node in toposort(end_node):
-        if node in parts:
-            continue
-        grad, _ = pending.pop(node)
-        for parent, parent_grad in zip(node.parents, node.vjp(grad)):
-            if parent in parts:
-                parts[parent].append(parent_grad)
-            else:
-                pending[parent] = add_outgrads(pending.get(parent), parent_grad)
-    return parts
 
 
 def _sole_reference_count() -> int:

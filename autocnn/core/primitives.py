@@ -35,11 +35,10 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as onp
 import scipy.signal
-from autograd.core import SparseObject, vspace
-from autograd.extend import defvjp, primitive
-from autograd.tracer import getval, isbox
+from autograd.extend import SparseObject, defvjp, primitive, vspace
 
-from autocnn.blocks import for_each_block
+from autocnn.core.autograd_internals import is_traced, value_of
+from autocnn.core.blocks import for_each_block
 
 
 # ------------------------------------------------------------------ plain helpers
@@ -225,7 +224,7 @@ gemm_tt = primitive(_gemm_tt)
 
 def _c_ordered(x):
     """x, or a C-ordered copy of it (traceable: anp.array); the layout is read off the value."""
-    return x if getval(x).flags.c_contiguous else anp.array(x, order="C")
+    return x if value_of(x).flags.c_contiguous else anp.array(x, order="C")
 
 
 # out = a^T b^T: for an upstream g (M, F), da = b^T g^T (K, M) and db = (a g)^T (F, K).
@@ -293,7 +292,7 @@ col2im_gemm = primitive(_col2im_gemm)
 
 def _conv_gemm_vjp_w(ans, x, w_mat, cols, window, stride):
     # Differentiated again with respect to x, the patches must be traced from x itself.
-    patches = im2col(x, window, stride) if isbox(x) else cols
+    patches = im2col(x, window, stride) if is_traced(x) else cols
     return lambda g: anp.transpose(anp.matmul(patches, g))
 
 
@@ -485,7 +484,7 @@ def half_squared_norm(w: onp.ndarray):
 
 def _half_squared_norm_vjp(ans, w):
     def vjp(g):
-        if isbox(g) or isbox(w):  # differentiated again: stay traceable
+        if is_traced(g) or is_traced(w):  # differentiated again: stay traceable
             return g * w
         # A contribution that adds g * w into the gradient sum itself, block by block, the
         # way autograd's indexing VJPs add theirs: no full-size g * w array is written and
@@ -496,7 +495,7 @@ def _half_squared_norm_vjp(ans, w):
 
 
 def _add_scaled(total: onp.ndarray, w: onp.ndarray, scale) -> onp.ndarray:
-    """total += scale * w, in place, a cache-sized block at a time (autocnn.blocks); returns total."""
+    """total += scale * w, in place, a cache-sized block at a time (autocnn.core.blocks); returns total."""
     flat_total = total.reshape(-1)
     if not onp.shares_memory(flat_total, total):  # reshape had to copy: add in total's own layout
         total += scale * w
@@ -528,5 +527,5 @@ def channel_sum(x: onp.ndarray) -> onp.ndarray:
 
 # The adjoint of a sum is a broadcast: a read-only view of g, nothing is written. (np.sum's
 # VJP materialises it as zeros plus g, two full-size passes.) Views reaching a gradient sum
-# are never added into: autograd and autocnn.derive add them into arrays of their own.
+# are never added into: autograd and autocnn.core.derive add them into arrays of their own.
 defvjp(channel_sum, lambda ans, x: lambda g: anp.broadcast_to(g, anp.shape(x)))
