@@ -98,7 +98,7 @@ def test_peak_memory_and_targets_are_reported(quick_run):
 
 def test_model_flops_match_the_issue():
     """The issue counts ~68.5 MFLOP per image for the >65% net's forward + backward."""
-    model = bench._seed_net_models("float32")["autocnn"]()
+    model = bench._net_65_models("float32")["autocnn"]()
     assert bench.model_flops(model) / 1e6 == pytest.approx(68.5, abs=0.05)
 
 
@@ -111,9 +111,9 @@ def test_targets_are_judged_on_a_full_run_shaped_result():
         return {"name": name, "kind": "step", "phase": "train step", "batch": batch, "dtype": dtype, "sides": sides}
 
     results = {"cases": [
-        step(bench.SEED_NAME, 1000, "float32", {"ref-fast": 1.3, "autocnn": 1.0, "autograd-convolve": 5.0}),
-        step(bench.SEED_NAME, 50, "float32", {"ref-fast": 0.07, "autocnn": 0.1, "autograd-convolve": 2.0}),
-        step(bench.SEED_NAME, 50, "float64", {"ref-fast": 0.1, "autocnn": 0.11}),
+        step(bench.NET_65_NAME, 1000, "float32", {"ref-fast": 1.3, "autocnn": 1.0, "autograd-convolve": 5.0}),
+        step(bench.NET_65_NAME, 50, "float32", {"ref-fast": 0.07, "autocnn": 0.1, "autograd-convolve": 2.0}),
+        step(bench.NET_65_NAME, 50, "float64", {"ref-fast": 0.1, "autocnn": 0.11}),
         step(bench.DEEP_NAME, 100, "float32", {"ref-fast": 0.5, "autocnn": 0.5}),
     ], "peak_memory": {"batch": 1000, "hidden_dim": 1000, "autocnn": {"peak_rss_mb": 2000.0}}}
     met = {target["target"]: target["met"] for target in bench.evaluate_targets(results)}

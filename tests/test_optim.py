@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from autocnn.core import blocks
+from autocnn.core import blockwise
 from autocnn.training import optim
 from autocnn.training.optim import adam, rmsprop, sgd, sgd_momentum
 
@@ -126,7 +126,7 @@ def _whole_array_adam(w, dw, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_adam_is_bitwise_the_whole_array_formula(dtype):
     rng = np.random.RandomState(1)
-    size = 3 * blocks.BLOCK_SIZE + 17  # several blocks and a ragged last one
+    size = 3 * blockwise.BLOCK_SIZE + 17  # several blocks and a ragged last one
     w = rng.randn(size).astype(dtype)
     config, m, v = {}, np.zeros(size, dtype), np.zeros(size, dtype)
     for t in (1, 2, 3):
@@ -141,7 +141,7 @@ def test_blocked_adam_is_bitwise_the_whole_array_formula(dtype):
 @pytest.mark.parametrize("rule, state_key", [(sgd_momentum, "velocity"), (rmsprop, "cache"), (adam, "v")])
 def test_state_is_advanced_in_place_and_weights_are_left_alone(rule, state_key):
     rng = np.random.RandomState(2)
-    w = rng.randn(blocks.BLOCK_SIZE + 5).astype(np.float32)
+    w = rng.randn(blockwise.BLOCK_SIZE + 5).astype(np.float32)
     w_before = w.copy()
     _, config = rule(w, rng.randn(w.size).astype(np.float32), None)
     state = config[state_key]
@@ -175,12 +175,12 @@ def test_state_of_the_wrong_shape_is_named():
 @pytest.mark.parametrize("rule", list(optim.UPDATE_RULES.values()))
 def test_threaded_update_is_bitwise_the_single_threaded_one(monkeypatch, rule):
     rng = np.random.RandomState(4)
-    w = rng.randn(5 * blocks.BLOCK_SIZE + 3).astype(np.float32)
+    w = rng.randn(5 * blockwise.BLOCK_SIZE + 3).astype(np.float32)
     grads = [rng.randn(w.size).astype(np.float32) for _ in range(3)]
 
     def run(threaded_min_size):
-        monkeypatch.setattr(blocks, "THREADED_MIN_SIZE", threaded_min_size)
-        monkeypatch.setattr(blocks, "_THREADS", 2)
+        monkeypatch.setattr(blockwise, "THREADED_MIN_SIZE", threaded_min_size)
+        monkeypatch.setattr(blockwise, "_THREADS", 2)
         weights, config = w, {}
         for dw in grads:
             weights, config = rule(weights, dw, config)

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as onp
+import numpy as np
 from autograd.extend import SparseObject
 
 from autocnn.core.autograd_internals import backpropagate, trace, value_of
@@ -69,7 +69,7 @@ def _trace(fun: Callable[[list], Any], leaves: Sequence):
 
 def _sole_reference_count() -> int:
     """What sys.getrefcount reports, in _sum_of_parts' own pattern, for an array held by nobody else."""
-    probe = [onp.empty(1)]
+    probe = [np.empty(1)]
     total = probe.pop()
     return sys.getrefcount(total)
 
@@ -88,16 +88,16 @@ def _sum_of_parts(parts: list, leaf):
     for a weight used by its layer and by the weight decay this saves a full-size pass
     and allocation per step.
     """
-    dtype = onp.asarray(leaf).dtype
+    dtype = np.asarray(leaf).dtype
     dense = [index for index, part in enumerate(parts) if type(part) is not SparseObject]
     if not dense:  # nothing to add into yet (or no part at all: the output ignores this input)
-        total = onp.zeros(onp.shape(leaf), dtype)
+        total = np.zeros(np.shape(leaf), dtype)
     else:
         total = parts.pop(dense[-1])
-        if not (type(total) is onp.ndarray and sys.getrefcount(total) <= _SOLE_REFERENCE and total.dtype == dtype
+        if not (type(total) is np.ndarray and sys.getrefcount(total) <= _SOLE_REFERENCE and total.dtype == dtype
                 and total.flags.owndata and total.flags.writeable):
             # Also keeps a float64 dout from upcasting float32 gradients.
-            total = onp.array(total, dtype=dtype, copy=True)
+            total = np.array(total, dtype=dtype, copy=True)
     for part in parts:
         if type(part) is SparseObject:  # indexing's, weight decay's: it adds itself in
             total = part.mut_add(total)
@@ -136,7 +136,7 @@ def forward(op: Callable, *inputs, **settings) -> tuple[Any, DerivedCache]:
     - cache: For `backward`
     """
     vjp, out, _ = _run_traced(op, inputs, settings, with_aux=False)
-    return out, DerivedCache(vjp, len(inputs), onp.shape(out))
+    return out, DerivedCache(vjp, len(inputs), np.shape(out))
 
 
 def forward_with_aux(op: Callable, *inputs, **settings) -> tuple[Any, tuple, DerivedCache]:
@@ -149,7 +149,7 @@ def forward_with_aux(op: Callable, *inputs, **settings) -> tuple[Any, tuple, Der
     - cache: For `backward`
     """
     vjp, out, aux = _run_traced(op, inputs, settings, with_aux=True)
-    return out, aux, DerivedCache(vjp, len(inputs), onp.shape(out))
+    return out, aux, DerivedCache(vjp, len(inputs), np.shape(out))
 
 
 def backward(dout, cache: DerivedCache):
@@ -198,5 +198,5 @@ def value_and_grad_with_aux(objective: Callable[[dict], tuple], params: dict):
         return value
 
     vjp, value = _trace(primary, [params[name] for name in names])
-    grads = vjp(onp.ones_like(value))
+    grads = vjp(np.ones_like(value))
     return value, dict(zip(names, grads)), aux[0]

@@ -7,12 +7,12 @@ sandwich needs the backward of its parts. The conv sandwiches use the fast formu
 
 from __future__ import annotations
 
-import numpy as onp
+import numpy as np
 
 from autocnn.core import ops
 from autocnn.core.derive import DerivedCache, backward, forward, forward_with_aux
 from autocnn.core.param_dicts import batchnorm_settings
-from reference import validation as check
+from reference import validation
 
 
 __all__ = ["affine_relu_forward", "affine_batchnorm_relu_forward", "conv_relu_forward",
@@ -56,10 +56,10 @@ def _conv_batchnorm_relu_pool(x, w, b, gamma, beta, conv_param, pool_param, **bn
     return _pool(out, pool_param), mean, var
 
 
-def _with_batchnorm(op, x, w, b, gamma, beta, bn_param: dict, **settings) -> tuple[onp.ndarray, DerivedCache]:
+def _with_batchnorm(op, x, w, b, gamma, beta, bn_param: dict, **settings) -> tuple[np.ndarray, DerivedCache]:
     """Run a sandwich containing batchnorm and store its running statistics in bn_param."""
     # b holds one entry per output unit / channel, as gamma, beta and the statistics must.
-    check.check_sandwich_batchnorm(gamma, beta, bn_param, b.shape[0])
+    validation.check_sandwich_batchnorm(gamma, beta, bn_param, b.shape[0])
     bn = batchnorm_settings(bn_param, gamma.shape[0], x.dtype)
     out, (bn_param["running_mean"], bn_param["running_var"]), cache = forward_with_aux(
         op, x, w, b, gamma, beta, **settings, **bn
@@ -67,41 +67,41 @@ def _with_batchnorm(op, x, w, b, gamma, beta, bn_param: dict, **settings) -> tup
     return out, cache
 
 
-def affine_relu_forward(x, w, b) -> tuple[onp.ndarray, DerivedCache]:
+def affine_relu_forward(x, w, b) -> tuple[np.ndarray, DerivedCache]:
     """affine - relu. Returns (out, cache); affine_relu_backward returns (dx, dw, db)."""
-    check.check_affine(x, w, b)
+    validation.check_affine(x, w, b)
     return forward(_affine_relu, x, w, b)
 
 
-def affine_batchnorm_relu_forward(x, w, b, gamma, beta, bn_param: dict) -> tuple[onp.ndarray, DerivedCache]:
+def affine_batchnorm_relu_forward(x, w, b, gamma, beta, bn_param: dict) -> tuple[np.ndarray, DerivedCache]:
     """affine - batchnorm - relu. The backward returns (dx, dw, db, dgamma, dbeta)."""
-    check.check_affine(x, w, b)
+    validation.check_affine(x, w, b)
     return _with_batchnorm(_affine_batchnorm_relu, x, w, b, gamma, beta, bn_param)
 
 
-def conv_relu_forward(x, w, b, conv_param: dict) -> tuple[onp.ndarray, DerivedCache]:
+def conv_relu_forward(x, w, b, conv_param: dict) -> tuple[np.ndarray, DerivedCache]:
     """conv - relu. The backward returns (dx, dw, db)."""
-    check.check_conv(x, w, b, conv_param)
+    validation.check_conv(x, w, b, conv_param)
     return forward(_conv_relu, x, w, b, conv_param=conv_param)
 
 
-def conv_relu_pool_forward(x, w, b, conv_param: dict, pool_param: dict) -> tuple[onp.ndarray, DerivedCache]:
+def conv_relu_pool_forward(x, w, b, conv_param: dict, pool_param: dict) -> tuple[np.ndarray, DerivedCache]:
     """conv - relu - max pool. The backward returns (dx, dw, db)."""
-    check.check_conv_pool(x, w, b, conv_param, pool_param)
+    validation.check_conv_pool(x, w, b, conv_param, pool_param)
     return forward(_conv_relu_pool, x, w, b, conv_param=conv_param, pool_param=pool_param)
 
 
-def conv_batchnorm_relu_forward(x, w, b, gamma, beta, conv_param: dict, bn_param: dict) -> tuple[onp.ndarray, DerivedCache]:
+def conv_batchnorm_relu_forward(x, w, b, gamma, beta, conv_param: dict, bn_param: dict) -> tuple[np.ndarray, DerivedCache]:
     """conv - spatial batchnorm - relu. The backward returns (dx, dw, db, dgamma, dbeta)."""
-    check.check_conv(x, w, b, conv_param)
+    validation.check_conv(x, w, b, conv_param)
     return _with_batchnorm(_conv_batchnorm_relu, x, w, b, gamma, beta, bn_param, conv_param=conv_param)
 
 
 def conv_batchnorm_relu_pool_forward(
     x, w, b, gamma, beta, conv_param: dict, bn_param: dict, pool_param: dict
-) -> tuple[onp.ndarray, DerivedCache]:
+) -> tuple[np.ndarray, DerivedCache]:
     """conv - spatial batchnorm - relu - max pool. The backward returns (dx, dw, db, dgamma, dbeta)."""
-    check.check_conv_pool(x, w, b, conv_param, pool_param)
+    validation.check_conv_pool(x, w, b, conv_param, pool_param)
     return _with_batchnorm(
         _conv_batchnorm_relu_pool, x, w, b, gamma, beta, bn_param, conv_param=conv_param, pool_param=pool_param
     )

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as onp
+import numpy as np
 
 from autocnn.core import ops
 from autocnn.core.derive import DerivedCache, backward, forward, forward_with_aux
 from autocnn.core.param_dicts import batchnorm_settings, dropout_keep
-from reference import validation as check
+from reference import validation
 
 __all__ = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "batchnorm_forward",
            "batchnorm_backward", "batchnorm_backward_alt", "dropout_forward", "dropout_backward",
@@ -32,7 +32,7 @@ Cache = DerivedCache
 
 # --------------------------------------------------------------------------- dense layers
 
-def affine_forward(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray) -> tuple[onp.ndarray, Cache]:
+def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of shape (N, d_1, ..., d_k)
@@ -43,14 +43,14 @@ def affine_forward(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray) -> tuple[onp.
     - out: Array of shape (N, M)
     - cache: For affine_backward, which returns (dx, dw, db) shaped like (x, w, b)
     """
-    check.check_affine(x, w, b)
+    validation.check_affine(x, w, b)
     return forward(ops.affine, x, w, b)
 
 
 affine_backward = backward
 
 
-def relu_forward(x: onp.ndarray) -> tuple[onp.ndarray, Cache]:
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of any shape
@@ -59,23 +59,23 @@ def relu_forward(x: onp.ndarray) -> tuple[onp.ndarray, Cache]:
     - out: max(0, x), same shape
     - cache: For relu_backward, which returns dx
     """
-    check.check_float_array("x", x)
+    validation.check_float_array("x", x)
     return forward(ops.relu, x)
 
 
 relu_backward = backward
 
 
-def _batchnorm_layer(op, x, gamma, beta, bn_param: dict) -> tuple[onp.ndarray, Cache]:
+def _batchnorm_layer(op, x, gamma, beta, bn_param: dict) -> tuple[np.ndarray, Cache]:
     """Run a batchnorm op, writing its updated running statistics into bn_param."""
-    check.check_batchnorm(x, gamma, beta, bn_param, spatial=op is ops.spatial_batchnorm)
+    validation.check_batchnorm(x, gamma, beta, bn_param, spatial=op is ops.spatial_batchnorm)
     settings = batchnorm_settings(bn_param, gamma.shape[0], x.dtype)
     out, (running_mean, running_var), cache = forward_with_aux(op, x, gamma, beta, **settings)
     bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
     return out, cache
 
 
-def batchnorm_forward(x: onp.ndarray, gamma: onp.ndarray, beta: onp.ndarray, bn_param: dict) -> tuple[onp.ndarray, Cache]:
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of shape (N, D)
@@ -97,7 +97,7 @@ batchnorm_backward = backward
 batchnorm_backward_alt = backward
 
 
-def dropout_forward(x: onp.ndarray, dropout_param: dict) -> tuple[onp.ndarray, Cache]:
+def dropout_forward(x: np.ndarray, dropout_param: dict) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of any shape
@@ -109,7 +109,7 @@ def dropout_forward(x: onp.ndarray, dropout_param: dict) -> tuple[onp.ndarray, C
     - out: Array of x's shape
     - cache: For dropout_backward, which returns dx
     """
-    check.check_dropout(x, dropout_param)
+    validation.check_dropout(x, dropout_param)
     keep_prob, keep = dropout_keep(dropout_param, x.shape)
     return forward(ops.dropout, x, keep_prob=keep_prob, keep=keep)
 
@@ -117,13 +117,13 @@ def dropout_forward(x: onp.ndarray, dropout_param: dict) -> tuple[onp.ndarray, C
 dropout_backward = backward
 
 
-def _loss_and_grad(op, x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
-    check.check_scores_and_labels(x, y)
+def _loss_and_grad(op, x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    validation.check_scores_and_labels(x, y)
     loss, cache = forward(op, x, y=y)
-    return loss, backward(onp.ones_like(loss), cache)
+    return loss, backward(np.ones_like(loss), cache)
 
 
-def softmax_loss(x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
+def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
     """
     Inputs:
     - x: Scores of shape (N, C)
@@ -136,7 +136,7 @@ def softmax_loss(x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
     return _loss_and_grad(ops.softmax_loss, x, y)
 
 
-def svm_loss(x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
+def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
     """
     Inputs:
     - x: Scores of shape (N, C)
@@ -151,13 +151,13 @@ def svm_loss(x: onp.ndarray, y: onp.ndarray) -> tuple[Any, onp.ndarray]:
 
 # ---------------------------------------------------------------- conv_layers / fast_layers
 
-def _conv_layer(x, w, b, conv_param: dict, impl: str) -> tuple[onp.ndarray, Cache]:
-    check.check_conv(x, w, b, conv_param)
+def _conv_layer(x, w, b, conv_param: dict, impl: str) -> tuple[np.ndarray, Cache]:
+    validation.check_conv(x, w, b, conv_param)
     return forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"], impl=impl)
 
 
-def _pool_layer(x, pool_param: dict, impl: str) -> tuple[onp.ndarray, Cache]:
-    check.check_pool(x, pool_param)
+def _pool_layer(x, pool_param: dict, impl: str) -> tuple[np.ndarray, Cache]:
+    validation.check_pool(x, pool_param)
     return forward(
         ops.max_pool2d,
         x,
@@ -168,7 +168,7 @@ def _pool_layer(x, pool_param: dict, impl: str) -> tuple[onp.ndarray, Cache]:
     )
 
 
-def conv_forward_naive(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray, conv_param: dict) -> tuple[onp.ndarray, Cache]:
+def conv_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, Cache]:
     """
     Convolution computed with ``scipy.signal.correlate`` (the formulation that reads like
     the definition; see conv_forward_fast for the fast one).
@@ -190,7 +190,7 @@ def conv_forward_naive(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray, conv_para
 conv_backward_naive = backward
 
 
-def conv_forward_fast(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray, conv_param: dict) -> tuple[onp.ndarray, Cache]:
+def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict) -> tuple[np.ndarray, Cache]:
     """As conv_forward_naive, computed as strided windows contracted with w in one GEMM."""
     return _conv_layer(x, w, b, conv_param, impl="fast")
 
@@ -198,7 +198,7 @@ def conv_forward_fast(x: onp.ndarray, w: onp.ndarray, b: onp.ndarray, conv_param
 conv_backward_fast = backward
 
 
-def max_pool_forward_naive(x: onp.ndarray, pool_param: dict) -> tuple[onp.ndarray, Cache]:
+def max_pool_forward_naive(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of shape (N, C, H, W)
@@ -215,7 +215,7 @@ def max_pool_forward_naive(x: onp.ndarray, pool_param: dict) -> tuple[onp.ndarra
 max_pool_backward_naive = backward
 
 
-def max_pool_forward_fast(x: onp.ndarray, pool_param: dict) -> tuple[onp.ndarray, Cache]:
+def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, Cache]:
     """As max_pool_forward_naive, by reshaping when the windows tile the image."""
     return _pool_layer(x, pool_param, impl="fast")
 
@@ -223,7 +223,7 @@ def max_pool_forward_fast(x: onp.ndarray, pool_param: dict) -> tuple[onp.ndarray
 max_pool_backward_fast = backward
 
 
-def spatial_batchnorm_forward(x: onp.ndarray, gamma: onp.ndarray, beta: onp.ndarray, bn_param: dict) -> tuple[onp.ndarray, Cache]:
+def spatial_batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict) -> tuple[np.ndarray, Cache]:
     """
     Inputs:
     - x: Array of shape (N, C, H, W)

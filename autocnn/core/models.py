@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as onp
+import numpy as np
 
 from autocnn.core import ops
 from autocnn.core.derive import value_and_grad_with_aux
 from autocnn.core.param_dicts import batchnorm_settings, dropout_keep
-from reference import validation as check
+from reference import validation
 
 __all__ = ["ConvNet", "ThreeLayerConvNet", "FullyConnectedNet"]
 
@@ -64,7 +64,7 @@ class ConvNet:
         loss: str = "softmax",
         weight_scale: float | str = "he",
         reg: float = 0.0,
-        dtype=onp.float32,
+        dtype=np.float32,
         seed: int | None = None,
         conv_impl: ops.ConvImpl = "fast",
         pool_impl: ops.PoolImpl = "fast",
@@ -75,25 +75,25 @@ class ConvNet:
             raise ValueError(f"conv_impl must be one of {ops.CONV_IMPLS}, got {conv_impl!r}")
         if pool_impl not in ops.POOL_IMPLS:
             raise ValueError(f"pool_impl must be one of {ops.POOL_IMPLS}, got {pool_impl!r}")
-        check.check_keep_probability("dropout", dropout)
+        validation.check_keep_probability("dropout", dropout)
         if not isinstance(blocks, (list, tuple)):
             raise ValueError(f"blocks must be a list of tuples of filter counts, got {blocks!r}")
         for index, block in enumerate(blocks):
-            check.check_sizes(f"blocks[{index}]", block)
-        if isinstance(input_dim, (int, onp.integer)) and not blocks:
-            check.check_int("input_dim", input_dim, 1)
+            validation.check_sizes(f"blocks[{index}]", block)
+        if isinstance(input_dim, (int, np.integer)) and not blocks:
+            validation.check_int("input_dim", input_dim, 1)
         else:
             # Each block's 2x2 max pool of stride 2 must halve H and W exactly.
-            check.check_image_dim(input_dim, num_pools=len(blocks))
-        check.check_int("filter_size", filter_size, 1)
+            validation.check_image_dim(input_dim, num_pools=len(blocks))
+        validation.check_int("filter_size", filter_size, 1)
         if blocks and filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so 'same' padding exists, got {filter_size}")
-        check.check_sizes("hidden_dims", hidden_dims)
-        check.check_int("num_classes", num_classes, 1)
-        check.check_weight_scale(weight_scale, he_allowed=True)
-        check.check_nonnegative_number("reg", reg)
-        check.check_float_dtype("dtype", dtype)
-        self.input_shape = (int(input_dim),) if isinstance(input_dim, (int, onp.integer)) else tuple(input_dim)
+        validation.check_sizes("hidden_dims", hidden_dims)
+        validation.check_int("num_classes", num_classes, 1)
+        validation.check_weight_scale(weight_scale, he_allowed=True)
+        validation.check_nonnegative_number("reg", reg)
+        validation.check_float_dtype("dtype", dtype)
+        self.input_shape = (int(input_dim),) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
         self.num_classes = num_classes
         self.blocks = [tuple(block) for block in blocks]
         self.filter_size = filter_size
@@ -105,7 +105,7 @@ class ConvNet:
         self.dtype = dtype
         self.conv_impl = conv_impl
         self.pool_impl = pool_impl
-        self.params: dict[str, onp.ndarray] = {}
+        self.params: dict[str, np.ndarray] = {}
         self._init_params(input_dim, num_classes, weight_scale)
         num_normalised = sum(len(block) for block in self.blocks) + len(self.hidden_dims)
         self.bn_params: list[dict] = [{"mode": "train"} for _ in range(num_normalised if use_batchnorm else 0)]
@@ -121,17 +121,17 @@ class ConvNet:
         """W{i}, b{i} (and gamma{i}, beta{i}) layer by layer, drawn in layer order."""
 
         def gaussian(shape, fan_in):
-            scale = onp.sqrt(2.0 / fan_in) if weight_scale == "he" else weight_scale
-            return (scale * onp.random.randn(*shape)).astype(self.dtype)
+            scale = np.sqrt(2.0 / fan_in) if weight_scale == "he" else weight_scale
+            return (scale * np.random.randn(*shape)).astype(self.dtype)
 
         def add_layer(index, w_shape, fan_in, width, normalised):
             self.params[f"W{index}"] = gaussian(w_shape, fan_in)
-            self.params[f"b{index}"] = onp.zeros(width, dtype=self.dtype)
+            self.params[f"b{index}"] = np.zeros(width, dtype=self.dtype)
             if normalised:
-                self.params[f"gamma{index}"] = onp.ones(width, dtype=self.dtype)
-                self.params[f"beta{index}"] = onp.zeros(width, dtype=self.dtype)
+                self.params[f"gamma{index}"] = np.ones(width, dtype=self.dtype)
+                self.params[f"beta{index}"] = np.zeros(width, dtype=self.dtype)
 
-        if isinstance(input_dim, (int, onp.integer)):
+        if isinstance(input_dim, (int, np.integer)):
             if self.blocks:
                 raise ValueError(f"conv blocks need input_dim (C, H, W), got {input_dim!r}")
             channels, height, width = int(input_dim), 1, 1
@@ -226,7 +226,7 @@ class ConvNet:
         - grads: Dictionary with the same keys as self.params, mapping parameter names
           to gradients of the loss with respect to those parameters.
         """
-        check.check_model_input(X, self.input_shape, y, self.num_classes)
+        validation.check_model_input(X, self.input_shape, y, self.num_classes)
         X = X.astype(self.dtype, copy=False)
         train = y is not None
         for bn_param in self.bn_params:
@@ -267,13 +267,13 @@ class ThreeLayerConvNet(ConvNet):
         num_classes: int = 10,
         weight_scale: float = 1e-3,
         reg: float = 0.0,
-        dtype=onp.float32,
+        dtype=np.float32,
         use_batchnorm: bool = False,
         conv_impl: ops.ConvImpl = "fast",
         pool_impl: ops.PoolImpl = "fast",
     ) -> None:
         # The notebook's argument names in the messages (ConvNet would say blocks[0][0]).
-        check.check_three_layer_convnet(input_dim, num_filters, filter_size, hidden_dim, num_classes,
+        validation.check_three_layer_convnet(input_dim, num_filters, filter_size, hidden_dim, num_classes,
                                         weight_scale, reg, dtype, he_allowed=True)
         super().__init__(
             input_dim=input_dim,
@@ -309,10 +309,10 @@ class FullyConnectedNet(ConvNet):
         use_batchnorm: bool = False,
         reg: float = 0.0,
         weight_scale: float = 1e-2,
-        dtype=onp.float32,
+        dtype=np.float32,
         seed: int | None = None,
     ) -> None:
-        check.check_fully_connected_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale, dtype,
+        validation.check_fully_connected_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale, dtype,
                                         he_allowed=True)
         super().__init__(
             input_dim=input_dim,

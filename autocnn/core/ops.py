@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import autograd.numpy as np
+import autograd.numpy as anp
 import autograd.scipy.signal
-import numpy as onp
+import numpy as np
 from autograd.scipy.special import logsumexp
 
 from autocnn.core.autograd_internals import stop_gradient
@@ -42,12 +42,12 @@ def affine(x, w, b):
     # matmul, not dot: autograd's VJP of dot returns dw as a transposed (Fortran-order)
     # view, and adding that into the C-order gradient buffer cost more than the GEMM itself
     # (87 ms per step for the 8192x1000 weights); matmul's VJP returns dw C-contiguous.
-    return np.matmul(np.reshape(x, (x.shape[0], -1)), w) + b
+    return anp.matmul(anp.reshape(x, (x.shape[0], -1)), w) + b
 
 
 def relu(x):
     """max(0, x) elementwise; the kink at 0 gets slope 0, as the hand-written relu does."""
-    # x times its (constant) mask rather than np.where(x > 0, x, 0.0): autograd's VJP of
+    # x times its (constant) mask rather than anp.where(x > 0, x, 0.0): autograd's VJP of
     # where fills with float64 zeros, which silently turned every float32 gradient below
     # a relu into float64 (2x slower GEMMs); the VJP of this product is g * mask, in g's dtype.
     return x * (x > 0)
@@ -74,7 +74,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - out: Array of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
       W' = 1 + (W + 2 * pad - WW) // stride
     """
-    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
+    x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     kernel = (w.shape[2], w.shape[3])
     if impl == "fast":
         # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F): one
@@ -86,8 +86,8 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # x_pad itself, a block of images at a time (see conv_gemm).
         cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
-        rows = conv_gemm(x_pad, np.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
-        out = np.transpose(np.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
+        rows = conv_gemm(x_pad, anp.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
+        out = anp.transpose(anp.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
     elif impl == "autograd-convolve":
@@ -99,7 +99,7 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         out = full[:, :, ::stride, ::stride]
     else:
         raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-    return out + np.reshape(b, (1, -1, 1, 1))
+    return out + anp.reshape(b, (1, -1, 1, 1))
 
 
 def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl = "fast"):
@@ -111,7 +111,7 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     - pool_height, pool_width: Window size
     - stride: Step between windows (windows overlap when stride < window)
     - impl: 'fast' takes each window's first maximum (ties go to the first in row-major
-      order, like the reference); 'windows' takes np.max over strided windows (ties share
+      order, like the reference); 'windows' takes anp.max over strided windows (ties share
       the gradient).
 
     Returns:
@@ -125,10 +125,10 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
         # The max of a window is its first maximal element: choose it on the values (the
         # choice is piecewise constant, so carries no gradient), then take it (linear;
         # the maxima found while choosing are handed over rather than gathered again).
-        # autograd's VJP is then one scatter of g, not np.max's full-size where/repeat.
+        # autograd's VJP is then one scatter of g, not anp.max's full-size where/repeat.
         maxima, choice = window_maxima(stop_gradient(x), window, stride)
         return window_take(x, choice, window, stride, taken=maxima)
-    return np.max(sliding_windows(x, window, stride), axis=(4, 5))
+    return anp.max(sliding_windows(x, window, stride), axis=(4, 5))
 
 
 def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
@@ -153,22 +153,22 @@ def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: 
     """
     per_feature = (1, -1) + (1,) * (x.ndim - 2)  # a (D,) vector broadcast against x
     if train:
-        # channel_sum divided by a Python int: its VJP is a broadcast view, where np.sum's
-        # builds zeros plus a repeat, and np.mean / np.var's divide by a numpy int64 that
+        # channel_sum divided by a Python int: its VJP is a broadcast view, where anp.sum's
+        # builds zeros plus a repeat, and anp.mean / anp.var's divide by a numpy int64 that
         # turns float32 gradients into float64.
         n = x.size // x.shape[1]
         mean = channel_sum(x) / n
         centered = x - mean
         var = channel_sum(centered * centered) / n
-        running_mean = momentum * running_mean + (1 - momentum) * np.reshape(mean, (-1,))
-        running_var = momentum * running_var + (1 - momentum) * np.reshape(var, (-1,))
+        running_mean = momentum * running_mean + (1 - momentum) * anp.reshape(mean, (-1,))
+        running_var = momentum * running_var + (1 - momentum) * anp.reshape(var, (-1,))
     else:
-        mean, var = np.reshape(running_mean, per_feature), np.reshape(running_var, per_feature)
+        mean, var = anp.reshape(running_mean, per_feature), anp.reshape(running_var, per_feature)
         centered = x - mean
     # gamma / std folded into one scale per feature first: two full-size passes forward
     # (times, plus) and their VJPs, instead of x_hat, gamma * x_hat, + beta.
-    scale = np.reshape(gamma, per_feature) / np.sqrt(var + eps)
-    return centered * scale + np.reshape(beta, per_feature), running_mean, running_var
+    scale = anp.reshape(gamma, per_feature) / anp.sqrt(var + eps)
+    return centered * scale + anp.reshape(beta, per_feature), running_mean, running_var
 
 
 def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):
@@ -188,14 +188,14 @@ def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, mo
     return batchnorm(x, gamma, beta, running_mean, running_var, train, momentum, eps)
 
 
-def dropout_mask(shape: tuple[int, ...], keep_prob: float, rng: onp.random.RandomState | None = None) -> onp.ndarray:
+def dropout_mask(shape: tuple[int, ...], keep_prob: float, rng: np.random.RandomState | None = None) -> np.ndarray:
     """
     The units inverted dropout keeps: True with probability keep_prob.
 
     Drawn as ``rng.rand(*shape) < keep_prob``, the reference layer's convention, so the
-    same seed keeps the same units on both sides. ``rng=None`` draws from ``np.random``.
+    same seed keeps the same units on both sides. ``rng=None`` draws from ``anp.random``.
     """
-    rng = onp.random if rng is None else rng
+    rng = np.random if rng is None else rng
     return rng.rand(*shape) < keep_prob
 
 
@@ -230,7 +230,7 @@ def softmax_loss(scores, y):
     - loss: Scalar
     """
     n = scores.shape[0]
-    return np.mean(logsumexp(scores, axis=1) - scores[np.arange(n), y])
+    return anp.mean(logsumexp(scores, axis=1) - scores[anp.arange(n), y])
 
 
 def svm_loss(scores, y):
@@ -247,10 +247,10 @@ def svm_loss(scores, y):
     - loss: Scalar
     """
     n = scores.shape[0]
-    correct = scores[np.arange(n), y]
-    margins = scores - np.reshape(correct, (n, 1)) + 1.0
-    is_correct = onp.arange(scores.shape[1]) == onp.reshape(y, (n, 1))
-    return np.sum(relu(np.where(is_correct, 0.0, margins))) / n
+    correct = scores[anp.arange(n), y]
+    margins = scores - anp.reshape(correct, (n, 1)) + 1.0
+    is_correct = np.arange(scores.shape[1]) == np.reshape(y, (n, 1))
+    return anp.sum(relu(anp.where(is_correct, 0.0, margins))) / n
 
 
 def l2_penalty(weights, reg: float):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as onp
+import numpy as np
 
 from autocnn.core import ops
 
@@ -28,15 +28,15 @@ def batchnorm_settings(bn_param: dict, size: int, dtype) -> dict:
     - Dict with running_mean, running_var, train, momentum and eps
     """
     return {
-        "running_mean": bn_param.get("running_mean", onp.zeros(size, dtype=dtype)),
-        "running_var": bn_param.get("running_var", onp.zeros(size, dtype=dtype)),
+        "running_mean": bn_param.get("running_mean", np.zeros(size, dtype=dtype)),
+        "running_var": bn_param.get("running_var", np.zeros(size, dtype=dtype)),
         "train": is_train(bn_param, "bn_param"),
         "momentum": bn_param.get("momentum", 0.9),
         "eps": bn_param.get("eps", 1e-5),
     }
 
 
-def dropout_keep(dropout_param: dict, shape: tuple[int, ...]) -> tuple[float, onp.ndarray | bool]:
+def dropout_keep(dropout_param: dict, shape: tuple[int, ...]) -> tuple[float, np.ndarray | bool]:
     """
     The keep probability and mask a dropout_param asks for at this call.
 
@@ -48,5 +48,5 @@ def dropout_keep(dropout_param: dict, shape: tuple[int, ...]) -> tuple[float, on
         return 1.0, True
     keep_prob = dropout_param["p"]
     seed = dropout_param.get("seed")
-    rng = onp.random.RandomState(seed) if seed is not None else None
+    rng = np.random.RandomState(seed) if seed is not None else None
     return keep_prob, ops.dropout_mask(shape, keep_prob, rng)

@@ -33,12 +33,12 @@ with ``autograd.test_util``), the way autograd treats its own ``scipy.signal.con
 from __future__ import annotations
 
 import autograd.numpy as anp
-import numpy as onp
+import numpy as np
 import scipy.signal
 from autograd.extend import SparseObject, defvjp, primitive, vspace
 
 from autocnn.core.autograd_internals import is_traced, value_of
-from autocnn.core.blocks import for_each_block
+from autocnn.core.blockwise import for_each_block
 
 
 # ------------------------------------------------------------------ plain helpers
@@ -51,9 +51,9 @@ def window_count(image_size: tuple[int, int], window: tuple[int, int], stride: i
     return 1 + (h - kh) // stride, 1 + (w - kw) // stride
 
 
-def _window_view(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+def _window_view(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     """Read-only (N, C, H', W', kh, kw) view of every window of x; nothing is copied."""
-    views = onp.lib.stride_tricks.sliding_window_view(x, window, axis=(2, 3))
+    views = np.lib.stride_tricks.sliding_window_view(x, window, axis=(2, 3))
     return views[:, :, ::stride, ::stride]
 
 
@@ -69,11 +69,11 @@ def _window_offsets(window: tuple[int, int], stride: int, out_size: tuple[int, i
             yield (i, j), (slice(None), slice(None), rows, slice(j, j + stride * (out_w - 1) + 1, stride))
 
 
-def _in_layout_of(a: onp.ndarray, like: onp.ndarray) -> onp.ndarray:
+def _in_layout_of(a: np.ndarray, like: np.ndarray) -> np.ndarray:
     """a itself if its axes are laid out in memory in the same order as like's, else a copy that is."""
-    if onp.array_equal(onp.argsort(a.strides, kind="stable"), onp.argsort(like.strides, kind="stable")):
+    if np.array_equal(np.argsort(a.strides, kind="stable"), np.argsort(like.strides, kind="stable")):
         return a
-    copy = onp.empty_like(like, dtype=a.dtype)
+    copy = np.empty_like(like, dtype=a.dtype)
     copy[...] = a
     return copy
 
@@ -86,7 +86,7 @@ def _batch_chunks(n: int, bytes_per_example: int, budget: int = 1 << 20):
 
 
 @primitive
-def sliding_windows(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+def sliding_windows(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     """
     Every (window)-sized patch of the last two axes, taken every `stride` pixels.
 
@@ -103,7 +103,7 @@ def sliding_windows(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp
     return _window_view(x, window, stride)
 
 
-def _overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int) -> onp.ndarray:
+def _overlap_add(patches: np.ndarray, image_size: tuple[int, int], stride: int) -> np.ndarray:
     """
     Adjoint of `sliding_windows`: add every patch back where it was taken from.
 
@@ -117,7 +117,7 @@ def _overlap_add(patches: onp.ndarray, image_size: tuple[int, int], stride: int)
       the sum of their patches, pixels covered by none receive zero.
     """
     n, c, out_h, out_w, kh, kw = patches.shape
-    image = onp.zeros((n, c) + tuple(image_size), dtype=patches.dtype)
+    image = np.zeros((n, c) + tuple(image_size), dtype=patches.dtype)
     # One strided slice per kernel offset: kh * kw vectorised adds, no per-pixel loop.
     # Done a few images at a time so each image's block stays in cache across the adds.
     for batch in _batch_chunks(n, max(image[0].nbytes, patches[0].nbytes)):
@@ -139,7 +139,7 @@ defvjp(
 )
 
 
-def _im2col(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray:
+def _im2col(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     """
     The windows of a batch copied into one contiguous patch matrix (the classic im2col).
 
@@ -156,10 +156,10 @@ def _im2col(x: onp.ndarray, window: tuple[int, int], stride: int) -> onp.ndarray
     patches = _window_view(x, window, stride)  # (N, C, H', W', kh, kw)
     c = x.shape[1]
     # Copying in (c, p, q, n, i, j) order keeps runs of W' pixels contiguous on both sides.
-    return onp.ascontiguousarray(patches.transpose(1, 4, 5, 0, 2, 3)).reshape(c * window[0] * window[1], -1)
+    return np.ascontiguousarray(patches.transpose(1, 4, 5, 0, 2, 3)).reshape(c * window[0] * window[1], -1)
 
 
-def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int) -> onp.ndarray:
+def _col2im(cols: np.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int) -> np.ndarray:
     """
     Adjoint of `im2col`: add every column of patches back where it was taken from.
 
@@ -175,19 +175,19 @@ def _col2im(cols: onp.ndarray, image_size: tuple[int, int], window: tuple[int, i
     n, c = cols.shape[1] // (out_h * out_w), cols.shape[0] // (kh * kw)
     # A channel-major (C, N, H, W) image, returned as its NCHW view: the memory layout the
     # conv's output has too.
-    image = onp.zeros((c, n, h, w), dtype=cols.dtype)
+    image = np.zeros((c, n, h, w), dtype=cols.dtype)
     _col2im_add(image, cols, window, stride)
     return image.transpose(1, 0, 2, 3)
 
 
-def _col2im_add(image: onp.ndarray, cols: onp.ndarray, window: tuple[int, int], stride: int) -> None:
+def _col2im_add(image: np.ndarray, cols: np.ndarray, window: tuple[int, int], stride: int) -> None:
     """image (C, N, H, W), in place: += the patches in cols (C * kh * kw, N * H' * W') put back."""
     c, n, h, w = image.shape
     (kh, kw) = window
     out_h, out_w = window_count((h, w), window, stride)
     # Splitting axes never copies, whatever the layout: this is a view of cols. Each kernel
     # offset's block is then one strided slice of the image.
-    patches = onp.reshape(cols, (c, kh, kw, n, out_h, out_w))
+    patches = np.reshape(cols, (c, kh, kw, n, out_h, out_w))
     for batch in _batch_chunks(n, c * max(h * w, kh * kw * out_h * out_w) * cols.itemsize):
         for (i, j), at in _window_offsets((kh, kw), stride, (out_h, out_w)):
             image[:, batch][at] += patches[:, i, j, batch]
@@ -199,7 +199,7 @@ defvjp(im2col, lambda ans, x, window, stride: lambda g: col2im(g, x.shape[2:], w
 defvjp(col2im, lambda ans, cols, image_size, window, stride: lambda g: im2col(g, window, stride))
 
 
-def _gemm_tt(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
+def _gemm_tt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a.T @ b.T, computed as the transpose of b @ a. Bilinear: linear in each argument.
 
@@ -216,7 +216,7 @@ def _gemm_tt(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
     Returns:
     - out: Array of shape (M, F), a transposed view of the C-contiguous (F, M) product
     """
-    return onp.matmul(b, a).T
+    return np.matmul(b, a).T
 
 
 gemm_tt = primitive(_gemm_tt)
@@ -241,8 +241,8 @@ defvjp(
 _PATCH_GRADIENT_BLOCK_BYTES = 8 * 2**20
 
 
-def _conv_gemm(x: onp.ndarray, w_mat: onp.ndarray, cols: onp.ndarray, window: tuple[int, int],
-               stride: int) -> onp.ndarray:
+def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray, window: tuple[int, int],
+               stride: int) -> np.ndarray:
     """
     A conv layer's one GEMM: gemm_tt(im2col(x), w_mat), with im2col(x) handed in as cols.
 
@@ -259,8 +259,8 @@ def _conv_gemm(x: onp.ndarray, w_mat: onp.ndarray, cols: onp.ndarray, window: tu
     return _gemm_tt(cols, w_mat)
 
 
-def _col2im_gemm(w_mat: onp.ndarray, g: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int],
-                 stride: int) -> onp.ndarray:
+def _col2im_gemm(w_mat: np.ndarray, g: np.ndarray, image_size: tuple[int, int], window: tuple[int, int],
+                 stride: int) -> np.ndarray:
     """
     col2im(w_mat^T @ g^T): a conv's input gradient from its output gradient rows g
     (N * H' * W', F). Bilinear in w_mat and g.
@@ -276,8 +276,8 @@ def _col2im_gemm(w_mat: onp.ndarray, g: onp.ndarray, image_size: tuple[int, int]
     out_h, out_w = window_count(image_size, window, stride)
     pixels = out_h * out_w
     n, k = g.shape[0] // pixels, w_mat.shape[1]
-    dtype = onp.result_type(w_mat, g)
-    image = onp.zeros((k // (kh * kw), n, h, w), dtype=dtype)
+    dtype = np.result_type(w_mat, g)
+    image = np.zeros((k // (kh * kw), n, h, w), dtype=dtype)
     w_t, g_t = w_mat.T, g.T  # (K, F), (F, N * H' * W')
     images_per_block = max(1, _PATCH_GRADIENT_BLOCK_BYTES // (k * pixels * dtype.itemsize))
     for first in range(0, n, images_per_block):
@@ -309,7 +309,7 @@ defvjp(
 )
 
 
-def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple[onp.ndarray, onp.ndarray]:
+def window_maxima(x: np.ndarray, window: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
     """
     The maximum of every window and which element is its first maximum (row-major order,
     as np.argmax).
@@ -331,9 +331,9 @@ def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple
     """
     n, c, h, w = x.shape
     out_size = window_count((h, w), window, stride)
-    index_type = onp.min_scalar_type(window[0] * window[1] - 1)
-    maxima = onp.empty_like(x[:, :, : out_size[0], : out_size[1]])
-    choice = onp.empty_like(maxima, dtype=index_type)
+    index_type = np.min_scalar_type(window[0] * window[1] - 1)
+    maxima = np.empty_like(x[:, :, : out_size[0], : out_size[1]])
+    choice = np.empty_like(maxima, dtype=index_type)
     for batch in _batch_chunks(n, x[0].nbytes):
         xs = x[batch]
         # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
@@ -341,14 +341,14 @@ def window_maxima(x: onp.ndarray, window: tuple[int, int], stride: int) -> tuple
         # maximum; the left group of every match holds the smaller offsets.
         level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
         while len(level) > 1:
-            merged = [(onp.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
+            merged = [(np.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
                       for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
             level = merged + level[len(merged) * 2 :]
         maxima[batch], choice[batch] = level[0]
     return maxima, choice
 
 
-def _winner(right: onp.ndarray, left_index, right_index, index_type: onp.dtype) -> onp.ndarray:
+def _winner(right: np.ndarray, left_index, right_index, index_type: np.dtype) -> np.ndarray:
     """right_index where `right` holds, else left_index; each an offset (int) or an array of them."""
     if isinstance(left_index, int) and isinstance(right_index, int):
         if right_index == left_index + 1 and index_type.itemsize == 1:
@@ -356,12 +356,12 @@ def _winner(right: onp.ndarray, left_index, right_index, index_type: onp.dtype) 
             won = right.view(index_type)
             return won + index_type.type(left_index) if left_index else won
         left_index, right_index = index_type.type(left_index), index_type.type(right_index)
-    return onp.where(right, right_index, left_index)
+    return np.where(right, right_index, left_index)
 
 
 def _window_take(
-    x: onp.ndarray, choice: onp.ndarray, window: tuple[int, int], stride: int, taken: onp.ndarray | None = None
-) -> onp.ndarray:
+    x: np.ndarray, choice: np.ndarray, window: tuple[int, int], stride: int, taken: np.ndarray | None = None
+) -> np.ndarray:
     """
     One chosen element of every window: out[n, c, i, j] = x[n, c, i*stride + p, j*stride + q]
     with (p, q) = divmod(choice[n, c, i, j], kw). Linear in x.
@@ -378,17 +378,17 @@ def _window_take(
     """
     if taken is not None:
         return taken
-    out = onp.empty_like(choice, dtype=x.dtype)
+    out = np.empty_like(choice, dtype=x.dtype)
     for batch in _batch_chunks(x.shape[0], x[0].nbytes):
         xs = x[batch]
         candidates = [xs[at] for _, at in _window_offsets(window, stride, choice.shape[2:])]
-        onp.choose(choice[batch], candidates, out=out[batch])
+        np.choose(choice[batch], candidates, out=out[batch])
     return out
 
 
 def _window_put(
-    g: onp.ndarray, choice: onp.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int
-) -> onp.ndarray:
+    g: np.ndarray, choice: np.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int
+) -> np.ndarray:
     """
     Adjoint of `window_take`: each g[n, c, i, j] is added at the element its window chose.
 
@@ -408,7 +408,7 @@ def _window_put(
     overlapping = stride < max(window)
     # Windows that tile the image exactly write every element once: no zero fill needed.
     tiles = window[0] == window[1] == stride and tuple(image_size) == (out_h * stride, out_w * stride)
-    image = (onp.empty_like if tiles else onp.zeros_like)(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
+    image = (np.empty_like if tiles else np.zeros_like)(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
     for batch in _batch_chunks(n, image[0].nbytes):
         gs, chosen, block = g[batch], choice[batch], image[batch]
         for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
@@ -416,7 +416,7 @@ def _window_put(
             if overlapping:  # an element may be chosen by several windows
                 block[at] += gs * picked
             else:
-                onp.multiply(gs, picked, out=block[at])
+                np.multiply(gs, picked, out=block[at])
     return image
 
 
@@ -433,7 +433,7 @@ defvjp(
 
 
 @primitive
-def correlate_valid(x: onp.ndarray, w: onp.ndarray) -> onp.ndarray:
+def correlate_valid(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """
     Multi-channel 'valid' cross-correlation computed by ``scipy.signal.correlate``.
 
@@ -448,7 +448,7 @@ def correlate_valid(x: onp.ndarray, w: onp.ndarray) -> onp.ndarray:
     # Correlating the whole batch with one (1, C, kh, kw) filter in 'valid' mode sums over
     # the channel axis (sizes equal) and keeps the batch axis (size 1): one call per filter.
     per_filter = [scipy.signal.correlate(x, filt[None], mode="valid")[:, 0] for filt in w]
-    return onp.stack(per_filter, axis=1).astype(onp.result_type(x, w), copy=False)
+    return np.stack(per_filter, axis=1).astype(np.result_type(x, w), copy=False)
 
 
 def _correlate_valid_vjp_x(ans, x, w):
@@ -476,10 +476,10 @@ defvjp(correlate_valid, _correlate_valid_vjp_x, _correlate_valid_vjp_w)
 
 
 @primitive
-def half_squared_norm(w: onp.ndarray):
+def half_squared_norm(w: np.ndarray):
     """0.5 * sum(w ** 2), read in one BLAS dot product (float32 stays float32)."""
     flat = w.ravel()
-    return 0.5 * onp.dot(flat, flat)
+    return 0.5 * np.dot(flat, flat)
 
 
 def _half_squared_norm_vjp(ans, w):
@@ -494,17 +494,17 @@ def _half_squared_norm_vjp(ans, w):
     return vjp
 
 
-def _add_scaled(total: onp.ndarray, w: onp.ndarray, scale) -> onp.ndarray:
-    """total += scale * w, in place, a cache-sized block at a time (autocnn.core.blocks); returns total."""
+def _add_scaled(total: np.ndarray, w: np.ndarray, scale) -> np.ndarray:
+    """total += scale * w, in place, a cache-sized block at a time (autocnn.core.blockwise); returns total."""
     flat_total = total.reshape(-1)
-    if not onp.shares_memory(flat_total, total):  # reshape had to copy: add in total's own layout
+    if not np.shares_memory(flat_total, total):  # reshape had to copy: add in total's own layout
         total += scale * w
         return total
 
     def add(total_block, w_block):
         total_block += scale * w_block
 
-    for_each_block(add, flat_total, onp.ravel(w))
+    for_each_block(add, flat_total, np.ravel(w))
     return total
 
 
@@ -512,7 +512,7 @@ defvjp(half_squared_norm, _half_squared_norm_vjp)
 
 
 @primitive
-def channel_sum(x: onp.ndarray) -> onp.ndarray:
+def channel_sum(x: np.ndarray) -> np.ndarray:
     """
     Sum over every axis but axis 1 (the feature / channel axis), keeping the axes.
 
@@ -522,7 +522,7 @@ def channel_sum(x: onp.ndarray) -> onp.ndarray:
     Returns:
     - sums: Array of shape (1, C, 1, ...), broadcastable against x
     """
-    return onp.sum(x, axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
+    return np.sum(x, axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
 
 
 # The adjoint of a sum is a broadcast: a read-only view of g, nothing is written. (np.sum's

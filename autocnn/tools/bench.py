@@ -62,9 +62,9 @@ PEAK_MEMORY_TARGET_MB = 3 * 1024.0
 CONVOLVE_SPEEDUP_TARGET = 10.0
 REFERENCE_VS_PROTOTYPE_TARGET = 1.5
 
-SEED_NAME = "3-layer net (>65% config)"
+NET_65_NAME = "3-layer net (>65% config)"
 DEEP_NAME = "ConvNet [32,32]-[64,64]-[128,128] bn"
-SEED_NET = {"num_filters": 32, "filter_size": 7, "hidden_dim": 1000, "weight_scale": 1e-3, "reg": 1e-3}
+NET_65 = {"num_filters": 32, "filter_size": 7, "hidden_dim": 1000, "weight_scale": 1e-3, "reg": 1e-3}
 DEEP_NET = {"blocks": ((32, 32), (64, 64), (128, 128)), "filter_size": 3, "hidden_dims": (256,),
             "use_batchnorm": True, "weight_scale": "he", "reg": 1e-3}
 
@@ -232,76 +232,6 @@ def _layer_cases(quick: bool) -> list[Case]:
 
 # ---------------------------------------------------------------------- step sides
 
-class ReferenceConvNet:
-    """
-    The ``autocnn.core.models.ConvNet`` architecture (with batchnorm) assembled from the
-    reference's hand-written layers, so the deeper network has a hand-written baseline:
-
-    [[conv - spatial batchnorm - relu] x k - 2x2 max pool] x N
-    - [affine - batchnorm - relu] x M - affine - softmax
-
-    Inputs:
-    - template: A ConvNet with use_batchnorm, softmax loss and no dropout; its params,
-      batchnorm state and settings are copied.
-    """
-
-    def __init__(self, template) -> None:
-        if not template.use_batchnorm or template.use_dropout:
-            raise ValueError("ReferenceConvNet mirrors ConvNet with batchnorm and without dropout only")
-        self.blocks = template.blocks
-        self.hidden_dims = template.hidden_dims
-        self.pad = (template.filter_size - 1) // 2
-        self.reg = template.reg
-        self.dtype = template.dtype
-        self.params = {name: value.copy() for name, value in template.params.items()}
-        self.bn_params = [dict(bn_param) for bn_param in template.bn_params]
-
-    def loss(self, X, y):
-        """(loss, grads) of a training batch, by the reference's forward and backward layers."""
-        import numpy as np
-
-        from reference import fast_layers, layer_utils
-        from reference import layers as ref_layers
-
-        p, X = self.params, X.astype(self.dtype)
-        for bn_param in self.bn_params:
-            bn_param["mode"] = "train"
-        conv_param = {"stride": 1, "pad": self.pad}
-        pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
-        caches, h, index = [], X, 1
-        for block in self.blocks:
-            for _ in block:
-                h, cache = layer_utils.conv_batchnorm_relu_forward(
-                    h, p[f"W{index}"], p[f"b{index}"], p[f"gamma{index}"], p[f"beta{index}"], conv_param,
-                    self.bn_params[index - 1])
-                caches.append(("conv", index, cache))
-                index += 1
-            h, cache = fast_layers.max_pool_forward_fast(h, pool_param)
-            caches.append(("pool", None, cache))
-        for _ in self.hidden_dims:
-            h, cache = layer_utils.affine_batchnorm_relu_forward(
-                h, p[f"W{index}"], p[f"b{index}"], p[f"gamma{index}"], p[f"beta{index}"], self.bn_params[index - 1])
-            caches.append(("hidden", index, cache))
-            index += 1
-        scores, cache = ref_layers.affine_forward(h, p[f"W{index}"], p[f"b{index}"])
-        data_loss, dh = ref_layers.softmax_loss(scores, y)
-        weights = [name for name in p if name.startswith("W")]
-        loss = data_loss + 0.5 * self.reg * sum(np.sum(p[name] * p[name]) for name in weights)
-
-        grads = {}
-        dh, grads[f"W{index}"], grads[f"b{index}"] = ref_layers.affine_backward(dh, cache)
-        for kind, i, cache in reversed(caches):
-            if kind == "pool":
-                dh = fast_layers.max_pool_backward_fast(dh, cache)
-                continue
-            backward = layer_utils.conv_batchnorm_relu_backward if kind == "conv" \
-                else layer_utils.affine_batchnorm_relu_backward
-            dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = backward(dh, cache)
-        for name in weights:
-            grads[name] += self.reg * p[name]
-        return loss, grads
-
-
 def _train_step(model, X, y, configs: dict) -> float:
     """One Solver-style step: loss and gradients, then Adam on every parameter. Returns the loss."""
     from autocnn.training.optim import adam  # imported here: the optimizers may be edited while benchmarks run
@@ -312,14 +242,14 @@ def _train_step(model, X, y, configs: dict) -> float:
     return float(loss)
 
 
-def _seed_net_models(dtype: str, hidden_dim: int = SEED_NET["hidden_dim"]) -> dict[str, Callable[[], Any]]:
+def _net_65_models(dtype: str, hidden_dim: int = NET_65["hidden_dim"]) -> dict[str, Callable[[], Any]]:
     """side -> factory of the notebook's >65% ThreeLayerConvNet, all with the same params."""
     import numpy as np
 
     from autocnn.core.models import ThreeLayerConvNet
     from reference.cnn import ThreeLayerConvNet as ReferenceThreeLayerConvNet
 
-    config = dict(SEED_NET, hidden_dim=hidden_dim)
+    config = dict(NET_65, hidden_dim=hidden_dim)
     np.random.seed(0)
     template = ThreeLayerConvNet(dtype=np.dtype(dtype).type, **config)
 
@@ -344,6 +274,7 @@ def _deep_net_models(dtype: str) -> dict[str, Callable[[], Any]]:
     import numpy as np
 
     from autocnn.core.models import ConvNet
+    from reference.convnet import ConvNet as HandWrittenConvNet
 
     np.random.seed(0)
     template = ConvNet(dtype=np.dtype(dtype).type, **DEEP_NET)
@@ -353,7 +284,7 @@ def _deep_net_models(dtype: str) -> dict[str, Callable[[], Any]]:
         model.params = {name: value.copy() for name, value in template.params.items()}
         return model
 
-    return {"ref-fast": lambda: ReferenceConvNet(template), "autocnn": autocnn_side}
+    return {"ref-fast": lambda: HandWrittenConvNet(template), "autocnn": autocnn_side}
 
 
 def model_flops(model, input_hw: tuple[int, int] = (32, 32)) -> float:
@@ -409,19 +340,19 @@ QUICK_HIDDEN_DIM = 100  # the quick run's 3-layer net: same architecture, a smal
 def _step_cases(quick: bool) -> list[Case]:
     """The training-step cases, in table order."""
     all_sides = ("ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
-    seed_name, deep_name = SEED_NAME, DEEP_NAME
+    seed_name, deep_name = NET_65_NAME, DEEP_NAME
     if quick:
         seed_name = f"3-layer net (>65% config, hidden {QUICK_HIDDEN_DIM})"
         return [
-            _step_case(seed_name, 8, "float32", _seed_net_models("float32", QUICK_HIDDEN_DIM), all_sides),
-            _step_case(seed_name, 4, "float64", _seed_net_models("float64", QUICK_HIDDEN_DIM), all_sides),
+            _step_case(seed_name, 8, "float32", _net_65_models("float32", QUICK_HIDDEN_DIM), all_sides),
+            _step_case(seed_name, 4, "float64", _net_65_models("float64", QUICK_HIDDEN_DIM), all_sides),
             _step_case(deep_name, 4, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
         ]
     return [
         # The >65% run itself; autograd-convolve here too, for the network-level speed-up.
-        _step_case(seed_name, 1000, "float32", _seed_net_models("float32"), ("ref-fast", "autocnn", "autograd-convolve")),
-        _step_case(seed_name, 50, "float32", _seed_net_models("float32"), all_sides),
-        _step_case(seed_name, 50, "float64", _seed_net_models("float64"), all_sides),
+        _step_case(seed_name, 1000, "float32", _net_65_models("float32"), ("ref-fast", "autocnn", "autograd-convolve")),
+        _step_case(seed_name, 50, "float32", _net_65_models("float32"), all_sides),
+        _step_case(seed_name, 50, "float64", _net_65_models("float64"), all_sides),
         _step_case(deep_name, 100, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
     ]
 
@@ -513,7 +444,7 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
     from autocnn.training.allocator import keep_freed_memory
 
     keep_freed_memory()  # the memory a training run holds with the setting autocnn train uses
-    model = _seed_net_models("float32", hidden_dim)[side]()
+    model = _net_65_models("float32", hidden_dim)[side]()
     rng = np.random.RandomState(7)
     X, y = rng.randn(batch, 3, 32, 32).astype("float32"), rng.randint(10, size=batch)
     before = _memory_kib("VmRSS")
@@ -533,7 +464,7 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
     print(json.dumps({"peak_rss_mb": peak / 1024.0, "before_steps_mb": before / 1024.0}))
 
 
-def measure_peak_memory(side: str, batch: int, steps: int = 2, hidden_dim: int = SEED_NET["hidden_dim"],
+def measure_peak_memory(side: str, batch: int, steps: int = 2, hidden_dim: int = NET_65["hidden_dim"],
                         timeout: float = 600.0) -> dict[str, float]:
     """
     Peak resident memory of a fresh Python process that builds the >65% net and runs
@@ -576,27 +507,27 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
         shown = None if value is None else f"{value:.2f}{unit}"
         checks.append({"target": target, "goal": goal, "value": value, "shown": shown, "met": met})
 
-    step_cases = [(SEED_NAME, "3-layer net", 1000, "float32"), (SEED_NAME, "3-layer net", 50, "float32"),
-                  (SEED_NAME, "3-layer net", 50, "float64"), (DEEP_NAME, "ConvNet", 100, "float32")]
+    step_cases = [(NET_65_NAME, "3-layer net", 1000, "float32"), (NET_65_NAME, "3-layer net", 50, "float32"),
+                  (NET_65_NAME, "3-layer net", 50, "float64"), (DEEP_NAME, "ConvNet", 100, "float32")]
     for name, short, batch, dtype in step_cases:
         case = _find(results, name, "train step", batch, dtype)
         ratio = None if case is None else case["sides"].get("autocnn", {}).get("ratio")
         check(f"step {short} batch {batch} {dtype}: autocnn / ref-fast", f"<= {STEP_RATIO_TARGET}",
               ratio, None if ratio is None else ratio <= STEP_RATIO_TARGET, "x")
     for batch, goal in IMAGES_PER_S_TARGET.items():
-        case = _find(results, SEED_NAME, "train step", batch, "float32")
+        case = _find(results, NET_65_NAME, "train step", batch, "float32")
         rate = None if case is None else case["sides"]["autocnn"]["images_per_s"]
         check(f"autocnn images/s, 3-layer net batch {batch} float32", f">= {goal:.0f}", rate,
               None if rate is None else rate >= goal)
     memory = results.get("peak_memory") or {}
-    if memory.get("batch") == 1000 and memory.get("hidden_dim") == SEED_NET["hidden_dim"] and "autocnn" in memory:
+    if memory.get("batch") == 1000 and memory.get("hidden_dim") == NET_65["hidden_dim"] and "autocnn" in memory:
         peak = memory["autocnn"]["peak_rss_mb"]
         check("autocnn peak RSS, batch-1000 step", f"<= {PEAK_MEMORY_TARGET_MB:.0f} MB", peak,
               peak <= PEAK_MEMORY_TARGET_MB, " MB")
     else:
         check("autocnn peak RSS, batch-1000 step", f"<= {PEAK_MEMORY_TARGET_MB:.0f} MB", None, None)
     for batch in (1000, 50):
-        case = _find(results, SEED_NAME, "train step", batch, "float32")
+        case = _find(results, NET_65_NAME, "train step", batch, "float32")
         speedup = None
         if case is not None and "autograd-convolve" in case["sides"]:
             speedup = case["sides"]["autograd-convolve"]["median_s"] / case["sides"]["autocnn"]["median_s"]
@@ -604,7 +535,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
               f">= {CONVOLVE_SPEEDUP_TARGET:.0f}x", speedup,
               None if speedup is None else speedup >= CONVOLVE_SPEEDUP_TARGET, "x")
     for batch, prototype_ms in PROTOTYPE_STEP_MS.items():
-        case = _find(results, SEED_NAME, "train step", batch, "float32")
+        case = _find(results, NET_65_NAME, "train step", batch, "float32")
         ratio = None if case is None else 1e3 * case["sides"]["ref-fast"]["median_s"] / prototype_ms
         check(f"ref-fast step batch {batch} / numpy prototype ({prototype_ms:.0f} ms)",
               f"<= {REFERENCE_VS_PROTOTYPE_TARGET}", ratio,
@@ -674,7 +605,7 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
                 progress(_progress_line(timed))
     results["peak_memory"] = None
     if memory and (not only or "memory" in only):
-        batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, SEED_NET["hidden_dim"])
+        batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, NET_65["hidden_dim"])
         results["peak_memory"] = {"batch": batch, "hidden_dim": hidden_dim}
         for side in ("ref-fast", "autocnn"):
             results["peak_memory"][side] = measure_peak_memory(side, batch, hidden_dim=hidden_dim)

@@ -27,7 +27,7 @@ Scalars in config are read through ``float()`` so that a learning rate stored
 as ``np.float64`` and one stored as a Python float give bitwise the same
 float32 update (numpy would otherwise promote float32 weights to float64).
 
-Each rule is a few elementwise lines of numpy run block by block (``autocnn.core.blocks``):
+Each rule is a few elementwise lines of numpy run block by block (``autocnn.core.blockwise``):
 Adam on the >65% net's 8.2M hidden weights drops from ~73 ms over whole arrays to ~22 ms
 per step on the benchmark machine, with bitwise the same result.
 """
@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from autocnn.core.blocks import for_each_block
+from autocnn.core.blockwise import for_each_block
 
 UpdateRule = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict[str, Any]]"]
 
@@ -72,7 +72,7 @@ def _state(config: dict[str, Any], key: str, w: np.ndarray) -> np.ndarray:
 def _blockwise(update: Callable[..., None], w: np.ndarray, dw: np.ndarray, *state: np.ndarray) -> np.ndarray:
     """
     Run update(w, dw, *state, next_w) on matching blocks of the flattened arrays
-    (autocnn.core.blocks: cache-sized blocks, two threads for large arrays).
+    (autocnn.core.blockwise: cache-sized blocks, two threads for large arrays).
 
     update reads blocks of w and dw, advances the state blocks in place and writes the
     block of the new weights into next_w (also in place). Returns next_w, a new array.

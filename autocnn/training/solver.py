@@ -75,7 +75,7 @@ import numpy as np
 
 from autocnn.files import atomic_write
 from autocnn.training import optim
-from reference import validation as check
+from reference import validation
 
 CHECKPOINT_FORMAT = "autocnn.training.solver.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -194,21 +194,21 @@ class Solver:
         if not isinstance(getattr(model, "params", None), dict) or not callable(getattr(model, "loss", None)):
             raise ValueError("model must have a dict attribute 'params' and a method 'loss(X, y=None)'")
         _check_data(data, getattr(model, "num_classes", None))
-        check.check_int("batch_size", batch_size, 1)
-        check.check_int("num_epochs", num_epochs, 1)
-        check.check_int("print_every", print_every, 1)
+        validation.check_int("batch_size", batch_size, 1)
+        validation.check_int("num_epochs", num_epochs, 1)
+        validation.check_int("print_every", print_every, 1)
         for name, value in (("num_train_samples", num_train_samples),
                             ("num_val_samples", num_val_samples),
                             ("keep_checkpoints", keep_checkpoints)):
             if value is not None:
-                check.check_int(name, value, 1)
-        check.check_positive_number("lr_decay", lr_decay)
+                validation.check_int(name, value, 1)
+        validation.check_positive_number("lr_decay", lr_decay)
         if optim_config is not None and not isinstance(optim_config, Mapping):
             raise ValueError(f"optim_config must be a dict of hyperparameters, got {type(optim_config).__name__}")
         if checkpoint_name is not None and not isinstance(checkpoint_name, (str, os.PathLike)):
             raise ValueError(f"checkpoint_name must be a path prefix, got {checkpoint_name!r}")
         if seed is not None:
-            check.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
+            validation.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
 
         self.model = model
         self.X_train = data["X_train"]
@@ -314,8 +314,8 @@ class Solver:
             raise ValueError(f"y must be an integer label array of shape ({num_total},), one per example of X, "
                              f"got {_describe_array(y)}")
         if num_samples is not None:
-            check.check_int("num_samples", num_samples, 1)
-        check.check_int("batch_size", batch_size, 1)
+            validation.check_int("num_samples", num_samples, 1)
+        validation.check_int("batch_size", batch_size, 1)
         if num_samples is not None and num_total > num_samples:
             mask = self.rng.choice(num_total, num_samples)
             X, y = X[mask], y[mask]
@@ -607,7 +607,7 @@ def _check_data(data: Any, num_classes: int | None) -> None:
             raise ValueError(f"y_{split} must be a numpy array of integer labels, got {type(y).__name__}")
         if y.ndim == 1 and len(y) != len(X):
             raise ValueError(f"X_{split} has {len(X)} samples but y_{split} has {len(y)}")
-        check.check_labels(y, len(X), num_classes, name=f"y_{split}")
+        validation.check_labels(y, len(X), num_classes, name=f"y_{split}")
 
 
 def _resolve_update_rule(update_rule: str | optim.UpdateRule) -> tuple[str, optim.UpdateRule]:
