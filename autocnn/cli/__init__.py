@@ -15,7 +15,8 @@ import sys
 
 #: Modules that contribute a subcommand, in the order `autocnn --help` lists them.
 COMMAND_MODULES: list[str] = ["autocnn.cli.check", "autocnn.cli.report", "autocnn.cli.train",
-                              "autocnn.cli.gradcheck", "autocnn.cli.data", "autocnn.cli.bench"]
+                              "autocnn.cli.gradcheck", "autocnn.cli.data", "autocnn.cli.bench",
+                              "autocnn.cli.sweep"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

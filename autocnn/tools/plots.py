@@ -285,3 +285,89 @@ def _cpu_count() -> int:
     import os
 
     return os.cpu_count() or 1
+
+
+def plot_sweep_scatter(records: Sequence[dict], path: str | os.PathLike | None = None,
+                       names: Sequence[str] = ("learning_rate", "reg")) -> Path | Figure:
+    """
+    A sweep's best validation accuracy against its learning rate and reg, on log axes
+    (the notebook's coarse-to-fine plot); failed trials drawn as red crosses at 0.
+
+    Inputs:
+    - records: Trial records with 'params' or 'config' (holding the named settings),
+      'status' and 'best_val_acc'.
+    - path: Where to write the PNG; None returns the Figure instead.
+    - names: The settings on the x axes, one panel each.
+
+    Returns:
+    - The path of the written PNG, or the Figure when path is None.
+    """
+    figure = Figure(figsize=(5 * len(names), 4.2))
+    axes_row = np.atleast_1d(figure.subplots(1, len(names)))
+    for axes, name in zip(axes_row, names):
+        good, bad = [], []
+        for record in records:
+            value = record.get("params", {}).get(name, record.get("config", {}).get(name))
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                continue
+            acc = record.get("best_val_acc")
+            if record.get("status") in ("diverged", "failed", "lost") or not isinstance(acc, float):
+                bad.append(value)
+            else:
+                good.append((value, acc, record.get("stage") == "fine"))
+        for fine, marker, label in ((False, "o", "coarse"), (True, "s", "fine")):
+            points = [(value, acc) for value, acc, is_fine in good if is_fine == fine]
+            if points:
+                axes.scatter(*zip(*points), marker=marker, label=label, alpha=0.8)
+        if bad:
+            axes.scatter(bad, np.zeros(len(bad)), marker="x", color="tab:red", label="diverged / failed")
+        axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a narrow range overlap
+        axes.set_xlabel(name)
+        axes.set_ylabel("best validation accuracy")
+        axes.set_ylim(bottom=-0.02)
+        axes.grid(alpha=0.3, which="both")
+        if good or bad:
+            axes.legend(fontsize=8)
+    figure.suptitle(f"Sweep: {len(records)} trials")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_sweep_curves(records: Sequence[dict], path: str | os.PathLike | None = None) -> Path | Figure:
+    """
+    Learning curves of a sweep's best trials: training loss per iteration (and its moving
+    average) above, validation accuracy at each check below.
+
+    Inputs:
+    - records: Trial records with 'trial', 'loss_history', 'val_acc_history', best first.
+    - path: Where to write the PNG; None returns the Figure instead.
+
+    Returns:
+    - The path of the written PNG, or the Figure when path is None.
+    """
+    figure = Figure(figsize=(10, 8))
+    loss_axes, acc_axes = figure.subplots(2, 1)
+    for record in records:
+        losses = np.asarray(record.get("loss_history") or [], dtype=np.float64)
+        label = f"{record['trial']} ({record.get('best_val_acc', 0):.3f})"
+        if len(losses):
+            window = max(1, min(25, len(losses) // 10))
+            smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+            line, = loss_axes.plot(np.arange(window, len(losses) + 1), smooth, label=label)
+            loss_axes.plot(np.arange(1, len(losses) + 1), losses, ".", markersize=1, alpha=0.3,
+                           color=line.get_color())
+        val = record.get("val_acc_history") or []
+        acc_axes.plot(np.arange(len(val)), val, "-o", markersize=3, label=label)
+    loss_axes.set_xlabel("iteration")
+    loss_axes.set_ylabel("training loss")
+    loss_axes.set_title("Training loss (moving average; dots: each minibatch)")
+    acc_axes.set_xlabel("accuracy check (epoch; the last one at the trial's stop)")
+    acc_axes.set_ylabel("validation accuracy")
+    for axes in (loss_axes, acc_axes):
+        axes.grid(alpha=0.3)
+        if records:
+            axes.legend(fontsize=8)
+    figure.suptitle(f"Learning curves of the {len(records)} best trials")
+    figure.tight_layout()
+    return _save(figure, path)
