@@ -96,24 +96,45 @@ def test_the_smoke_sweep_runs_every_trial_on_two_worker_processes(smoke_sweep):
     assert any("done 6 (0 failed) / running 0 / waiting 0" in line for line in lines)
 
 
-def test_resume_after_sigkill_reproduces_the_table_without_rerunning_finished_trials(smoke_sweep, tiny_data,
-                                                                                     tmp_path):
+def recorded(out, count):
+    path = out / "trials.jsonl"
+    return lambda: path.exists() and path.read_bytes().count(b"\n") >= count
+
+
+def test_ctrl_c_then_sigkill_then_resume_reproduces_the_table_without_rerunning_finished_trials(
+        smoke_sweep, tiny_data, tmp_path):
     out = tmp_path / "killed"
-    process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data), stdout=subprocess.DEVNULL,
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after the first trial.
+    process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(recorded(out, 1), 120, "one recorded trial")
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    assert process.returncode == 130 and "autocnn sweep: interrupted" in output, output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "interrupted" and summary["trials_recorded"] == len(records(out)) >= 1
+    assert len(table_rows(out)) == 1 + len(records(out))
+
+    # Resumed, then SIGKILLed (client, scheduler and workers) two trials later.
+    process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data, "--resume"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
-        def two_recorded():
-            path = out / "trials.jsonl"
-            return path.exists() and path.read_bytes().count(b"\n") >= 2
-        wait_for(two_recorded, 120, "two recorded trials")
-        os.killpg(process.pid, signal.SIGKILL)  # the client, its scheduler and its workers
+        wait_for(recorded(out, summary["trials_recorded"] + 2), 120, "two more recorded trials")
+        os.killpg(process.pid, signal.SIGKILL)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     before = (out / "trials.jsonl").read_bytes()
     done_before = [json.loads(line)["trial"] for line in before.splitlines() if line.endswith(b"}")]
-    assert 2 <= len(done_before) < SMOKE_TRIALS, "the sweep was not killed part-way"
+    assert 3 <= len(done_before) < SMOKE_TRIALS, "the sweep was not killed part-way"
+    attempts = {trial: json.loads((out / "trials" / trial / "worker.json").read_text())["attempt"]
+                for trial in done_before}
 
     assert cli.main(["sweep", str(SMOKE), "--out", str(out), "--data", str(tiny_data), "--workers", "2",
                      "--resume"]) == 0
@@ -122,10 +143,14 @@ def test_resume_after_sigkill_reproduces_the_table_without_rerunning_finished_tr
     found = [record["trial"] for record in records(out)]
     assert sorted(found) == sorted(set(found)) and len(found) == SMOKE_TRIALS
     for trial in done_before:  # not trained again
-        assert json.loads((out / "trials" / trial / "worker.json").read_text())["attempt"] == 1
+        assert json.loads((out / "trials" / trial / "worker.json").read_text())["attempt"] == attempts[trial]
     assert table_rows(out) == table_rows(smoke_sweep[0])
+    assert json.loads((out / "summary.json").read_text())["state"] == "finished"
     with pytest.raises(ValueError, match="already holds a sweep; continue it with --resume"):
         run_sweep(load_spec(SMOKE), out, workers=1, progress=None)
+    other = parse_spec(SMOKE.read_text().replace("seed = 0", "seed = 5"))
+    with pytest.raises(ValueError, match="holds a sweep of a different spec"):
+        run_sweep(other, out, workers=1, resume=True, progress=None)
 
 
 def test_a_worker_killed_mid_trial_gets_the_trial_retried(smoke_sweep, tiny_data, tmp_path):

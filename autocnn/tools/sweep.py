@@ -381,7 +381,8 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, workers: int | None = Non
         raise
     finally:
         wall = time.perf_counter() - started
-        summary = write_outputs(spec, out, records.values(), session, wall, interrupted)
+        # From the file: an interrupt may have come between a record's write and its book-keeping.
+        summary = write_outputs(spec, out, TrialRecords(out / RECORDS_FILE).values(), session, wall, interrupted)
         say(f"[sweep] wrote {TABLE_FILE}, {SCATTER_FILE}, {CURVES_FILE}, {COMMAND_FILE}, {SUMMARY_FILE} to {out}")
     return summary
 
@@ -421,7 +422,25 @@ def _client(workers: int | None, threads: int, scheduler: str | None, retries: i
                           "distributed.nanny.pre-spawn-environ": blas}):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=blas,
                           dashboard_address=None) as cluster, Client(cluster) as client:
+            # Ctrl-C reaches the whole process group: the client alone shuts the cluster down.
+            client.register_plugin(_ignore_interrupts_plugin())
             yield client
+
+
+def _ignore_interrupts_plugin() -> Any:
+    """A worker plugin with which the local workers ignore SIGINT (the client handles Ctrl-C)."""
+    import signal
+
+    from distributed import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "autocnn-sweep-ignore-sigint"
+
+        def setup(self, worker: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupts()
 
 
 def _describe_client(client: Any) -> str:
