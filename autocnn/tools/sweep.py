@@ -44,8 +44,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from autocnn.files import atomic_write_json, atomic_write_text
 from autocnn.tools.provenance import git_state, machine_info
-from autocnn.tools.sweep_spec import Budget, Dimension, SweepSpec
+from autocnn.tools.sweep_spec import Budget, Dimension, SweepSpec, parse_spec
 from autocnn.tools.train import METRICS_FILE, TrainConfig
+from reference import validation
 
 RECORDS_FILE = "trials.jsonl"
 SPEC_FILE = "spec.toml"
@@ -355,6 +356,10 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, workers: int | None = Non
 
     Raises SweepError if out holds another sweep (or, with resume, none).
     """
+    if workers is not None:
+        validation.check_int("workers", workers, 1)
+    validation.check_int("threads", threads, 1)
+    validation.check_int("retries", retries, 0)
     out = Path(out)
     say = progress or (lambda line: None)
     _prepare_folder(spec, out, resume)
@@ -389,11 +394,10 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, workers: int | None = Non
 
 def _prepare_folder(spec: SweepSpec, out: Path, resume: bool) -> None:
     spec_path = out / SPEC_FILE
-    summary = _read_json(out / SUMMARY_FILE) or {}
     if resume:
         if not spec_path.exists():
             raise SweepError(f"cannot resume: {out} holds no sweep ({spec_path} does not exist)")
-        if summary.get("fingerprint") not in (None, spec.fingerprint):
+        if parse_spec(spec_path.read_text(encoding="utf-8")).fingerprint != spec.fingerprint:
             raise SweepError(f"cannot resume: {out} holds a sweep of a different spec; "
                              "use a new --out folder for this one")
         return
@@ -609,8 +613,9 @@ def train_command(config: dict[str, Any], out: str) -> str:
     defaults = TrainConfig().to_dict()
     flags = {"num_epochs": "--epochs", "data_dir": "--data", "use_batchnorm": "--batchnorm"}
     words = ["autocnn", "train"]
-    for name, value in config.items():
-        if name in ("out", "verbose", "keep_checkpoints") or value is None or value == defaults.get(name):
+    for name in defaults:  # in TrainConfig's order (model first), whatever the dict's order
+        value = config.get(name)
+        if name in ("out", "verbose", "keep_checkpoints") or value is None or value == defaults[name]:
             continue
         flag = flags.get(name, "--" + name.replace("_", "-"))
         if isinstance(value, bool):
