@@ -356,6 +356,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, workers: int | None = Non
 
     Raises SweepError if out holds another sweep (or, with resume, none).
     """
+    _require_dask()
     if workers is not None:
         validation.check_int("workers", workers, 1)
     validation.check_int("threads", threads, 1)
@@ -390,6 +391,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, workers: int | None = Non
         summary = write_outputs(spec, out, TrialRecords(out / RECORDS_FILE).values(), session, wall, interrupted)
         say(f"[sweep] wrote {TABLE_FILE}, {SCATTER_FILE}, {CURVES_FILE}, {COMMAND_FILE}, {SUMMARY_FILE} to {out}")
     return summary
+
+
+def _require_dask() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise SweepError("autocnn sweep runs on Dask distributed, which is not installed: "
+                         "pip install 'autocnn[sweep]' (or dask[distributed])") from None
 
 
 def _prepare_folder(spec: SweepSpec, out: Path, resume: bool) -> None:
@@ -580,7 +589,7 @@ def write_outputs(spec: SweepSpec, out: Path, records: Sequence[dict[str, Any]],
 def table_markdown(spec: SweepSpec, ranked: Sequence[dict[str, Any]]) -> str:
     """The trials, best first, as a markdown table (deterministic: no timings)."""
     names = [dim.name for dim in spec.space]
-    header = ["rank", "trial", "status", "best val acc", "final train acc", *names, "iterations"]
+    header = ["rank", "trial", "status", "best val acc", "train acc (last epoch)", *names, "iterations"]
     lines = [f"# Sweep: {spec.description or spec.model}", "",
              f"{len(ranked)} trials recorded; model {spec.model}; sweep seed {spec.seed}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -589,8 +598,10 @@ def table_markdown(spec: SweepSpec, ranked: Sequence[dict[str, Any]]) -> str:
         if status == "diverged" and record.get("diverged_at"):
             where = record["diverged_at"]
             status = f"diverged (loss {where['loss']} at iteration {where['iteration']})"
+        # Training accuracy is checked at epoch ends: a trial stopped within its first epoch has none.
+        train_acc = record.get("final_train_acc") if (record.get("epochs_completed") or 0) >= 1 else None
         cells = [str(position), record["trial"], status, _format_acc(record.get("best_val_acc")),
-                 _format_acc(record.get("final_train_acc")),
+                 _format_acc(train_acc),
                  *(_format_value(record["params"].get(name)) for name in names),
                  str(record.get("iterations_done") if record.get("iterations_done") is not None else "")]
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
