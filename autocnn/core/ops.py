@@ -40,8 +40,8 @@ def affine(x, w, b):
     - out: Array of shape (N, M)
     """
     # matmul, not dot: autograd's VJP of dot returns dw as a transposed (Fortran-order)
-    # view, and adding that into the C-order gradient buffer cost more than the GEMM itself
-    # (87 ms per step for the 8192x1000 weights); matmul's VJP returns dw C-contiguous.
+    # view, and adding that into the C-order gradient buffer can cost more than the GEMM
+    # itself; matmul's VJP returns dw C-contiguous.
     return anp.matmul(anp.reshape(x, (x.shape[0], -1)), w) + b
 
 
