@@ -44,11 +44,12 @@ from typing import Any, Iterator, Sequence, TextIO
 
 from autocnn.files import atomic_save_npz, atomic_write_json
 from autocnn.tools.provenance import git_state, machine_info
+from autocnn.training import optim
 from reference import validation
 
 MODELS = ("three-layer", "fc", "convnet")
 IMPLS = ("autocnn", "reference")
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+UPDATE_RULES = tuple(optim.UPDATE_RULES)  # the Solver's own list
 DTYPES = ("float32", "float64")
 LOSSES = ("softmax", "svm")
 
