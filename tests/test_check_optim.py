@@ -273,3 +273,14 @@ def test_a_missing_module_is_not_checked_rather_than_failed():
     assert_rows(rows_of(FIXTURES / "needs_module.py"), {
         ("optim.py", "import"): (co.NOT_CHECKED, "needs module course_helpers_that_are_not_installed, "
                                                  "which is not installed at needs_module.py:2")})
+
+
+def test_what_the_students_code_prints_does_not_reach_the_checkers_output(capsys, tmp_path):
+    noisy = tmp_path / "optim.py"
+    noisy.write_text("import numpy as np\nprint('importing')\n\n\ndef sgd(w, dw, config=None):\n"
+                     "    print('a step')\n    config = config or {'learning_rate': 1e-2}\n"
+                     "    return w - config['learning_rate'] * dw, config\n")
+    table = rows_of(noisy)
+    assert all(row.status == co.PASS for row in table.values())
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""

@@ -22,7 +22,9 @@ Library API: ``check_optim(target) -> list[OptimRow]`` and ``format_rows(rows) -
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import itertools
 import os
 import traceback
@@ -115,8 +117,16 @@ def load_optim(path: str | os.PathLike) -> types.ModuleType:
     module = types.ModuleType(f"student_optim_{abs(hash(str(path.resolve())))}")
     module.__file__ = str(path)
     code = compile(path.read_text(encoding="utf-8", errors="replace"), str(path), "exec")
-    exec(code, module.__dict__)  # noqa: S102 - running the student's file is the point
+    with _quiet():
+        exec(code, module.__dict__)  # noqa: S102 - running the student's file is the point
     return module
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Swallow what the student's code prints, so that the checker's own output stays readable."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def _where(error: BaseException, filename: str | None) -> str:
@@ -433,7 +443,8 @@ class _Unfinished(Exception):
 def _call(function: Callable, args: tuple, filename: str | None, step: str) -> tuple[np.ndarray, dict]:
     """Call a student's rule; return (next_w, config) or raise _Unfinished saying what went wrong."""
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        # Quiet: the student's prints and numpy's warnings (a NaN step is judged, not shouted).
+        with np.errstate(all="ignore"), warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             result = function(*args)
     except NotImplementedError as error:
