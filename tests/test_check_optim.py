@@ -284,3 +284,33 @@ def test_what_the_students_code_prints_does_not_reach_the_checkers_output(capsys
     assert all(row.status == co.PASS for row in table.values())
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
+
+
+def test_odd_return_values_get_rows_not_crashes():
+    module = types.ModuleType("odd")
+
+    def sgd(w, dw, config=None):
+        return "not an array", {}
+
+    def sgd_momentum(w, dw, config=None):
+        config = config or {}
+        config["velocity"] = "not numbers"
+        return w - config.get("learning_rate", 1e-2) * dw, config
+
+    def rmsprop(w, dw, config=None):
+        return w.ravel(), config
+
+    def adam(w, dw, config=None):
+        return w
+
+    for function in (sgd, sgd_momentum, rmsprop, adam):
+        function.__module__ = "odd"
+        setattr(module, function.__name__, function)
+    table = rows_of(module)
+    assert table[("sgd", "next_w")].status == co.ERROR
+    assert "not an array of numbers" in table[("sgd", "next_w")].diagnosis
+    assert table[("sgd_momentum", "config['velocity']")].status == co.FAIL
+    assert table[("rmsprop", "next_w")].status == co.FAIL
+    assert "next_w has shape (24,), the weights (4, 6)" in table[("rmsprop", "next_w")].diagnosis
+    assert table[("adam", "next_w")].status == co.ERROR
+    assert "expected the tuple (next_w, config)" in table[("adam", "next_w")].diagnosis
