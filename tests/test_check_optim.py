@@ -314,3 +314,17 @@ def test_odd_return_values_get_rows_not_crashes():
     assert "next_w has shape (24,), the weights (4, 6)" in table[("rmsprop", "next_w")].diagnosis
     assert table[("adam", "next_w")].status == co.ERROR
     assert "expected the tuple (next_w, config)" in table[("adam", "next_w")].diagnosis
+
+
+def test_state_under_another_courses_names_is_not_checked_when_the_steps_are_right():
+    phrase = "next_w is right on every step, so the state is kept under other names (first_moment, " \
+             "second_moment, step)"
+    table = rows_of(FIXTURES / "other_state_names.py")
+    assert_rows(table, {
+        ("adam", "next_w"): (co.PASS, ""),
+        ("adam", "config['m']"): (co.NOT_CHECKED, phrase),
+        ("adam", "config['v']"): (co.NOT_CHECKED, phrase),
+        ("adam", "config['t']"): (co.NOT_CHECKED, phrase),
+        ("adam", "config=None"): (co.PASS, ""),
+    })
+    assert all(table[("adam", f"config[{key!r}]")].error is None for key in "mvt")

@@ -633,8 +633,17 @@ def _check_rule(rule: str, function: Callable, rng: np.random.RandomState, steps
                                            f"right on step 1, wrong from step {first}: the state passed on in "
                                            "config is not what the next step needs")
                     diagnosis[name] += _ratio_hint(user, expected, name, labels[name], first)
+    others = sorted(str(key) for key in first_config if key not in hp and key not in names.values()
+                    and key not in [alias for group in ALIASES.values() for alias in group])
     for key in keys:
-        if key in user.missing:
+        if key not in user.missing:
+            continue
+        if status["next_w"] == PASS and others:
+            # Right steps throughout need the right state: it is kept under names of another course.
+            status[key], errors[key] = NOT_CHECKED, (float("nan"), 0)
+            diagnosis[key] = [f"config has no {names[key]!r}; next_w is right on every step, so the state is "
+                              f"kept under other names ({', '.join(others)})"]
+        else:
             diagnosis[key].append(f"config has no {names[key]!r} after the update")
     if note:
         diagnosis["next_w"].append(note)
