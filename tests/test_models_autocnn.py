@@ -82,6 +82,69 @@ def test_fully_connected_net_matches_reference(dropout, use_batchnorm):
     assert_models_agree(ours, theirs, X, y)
 
 
+def layernorm_net_by_hand(params, X, y, reg, hidden_layers, eps):
+    """The 2018+ notebook's FullyConnectedNet(normalization='layernorm'), out of the hand-written
+    reference layers: loss and grads, the backward chained by hand."""
+    import reference.layers as ref
+
+    h, caches = X, []
+    for i in range(1, hidden_layers + 1):
+        h, affine_cache = ref.affine_forward(h, params[f"W{i}"], params[f"b{i}"])
+        h, norm_cache = ref.layernorm_forward(h, params[f"gamma{i}"], params[f"beta{i}"], {"eps": eps})
+        h, relu_cache = ref.relu_forward(h)
+        caches.append((affine_cache, norm_cache, relu_cache))
+    last = hidden_layers + 1
+    scores, last_cache = ref.affine_forward(h, params[f"W{last}"], params[f"b{last}"])
+    loss, dscores = ref.softmax_loss(scores, y)
+    weights = [name for name in params if name.startswith("W")]
+    loss += 0.5 * reg * sum(np.sum(params[name] ** 2) for name in weights)
+    grads = {}
+    dh, grads[f"W{last}"], grads[f"b{last}"] = ref.affine_backward(dscores, last_cache)
+    for i in range(hidden_layers, 0, -1):
+        affine_cache, norm_cache, relu_cache = caches[i - 1]
+        dh = ref.relu_backward(dh, relu_cache)
+        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = ref.layernorm_backward(dh, norm_cache)
+        dh, grads[f"W{i}"], grads[f"b{i}"] = ref.affine_backward(dh, affine_cache)
+    for name in weights:
+        grads[name] += reg * params[name]
+    return loss, grads
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.2])
+def test_fully_connected_net_with_layernorm_matches_the_hand_written_layers(reg):
+    np.random.seed(3)
+    model = models.FullyConnectedNet([7, 6], input_dim=10, num_classes=4, normalization="layernorm", reg=reg,
+                                     weight_scale=0.5, dtype=np.float64)
+    assert model.normalization == "layernorm" and not model.use_batchnorm
+    for i in (1, 2):  # away from gamma = 1, beta = 0, so their gradients are not trivially placed
+        model.params[f"gamma{i}"] = np.random.randn(model.params[f"gamma{i}"].size)
+        model.params[f"beta{i}"] = np.random.randn(model.params[f"beta{i}"].size)
+        model.bn_params[i - 1]["eps"] = 1e-3
+    X, y = np.random.randn(5, 10), np.random.randint(4, size=5)
+    loss, grads = model.loss(X, y)
+    ref_loss, ref_grads = layernorm_net_by_hand(model.params, X, y, reg, hidden_layers=2, eps=1e-3)
+    assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+    assert sorted(grads) == sorted(ref_grads) == sorted(model.params)
+    for name, ref_grad in ref_grads.items():
+        error = np.max(np.abs(grads[name] - ref_grad)) / max(np.max(np.abs(ref_grad)), 1e-8)
+        assert error <= 1e-10, f"{name}: {error:.2e}"
+    # No running statistics: test mode computes the same scores as training mode.
+    scores = model.loss(X)
+    np.testing.assert_allclose(scores, model.forward(model.params, X, train=True)[0], rtol=1e-12)
+    assert all(set(bn_param) <= {"mode", "eps"} for bn_param in model.bn_params)
+
+
+def test_fully_connected_net_normalization_is_checked():
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        models.FullyConnectedNet([4], input_dim=6, normalization="groupnorm")
+    with pytest.raises(ValueError, match="contradicts"):
+        models.FullyConnectedNet([4], input_dim=6, use_batchnorm=True, normalization="layernorm")
+    as_flag = models.FullyConnectedNet([4], input_dim=6, use_batchnorm=True)
+    by_name = models.FullyConnectedNet([4], input_dim=6, normalization="batchnorm")
+    assert as_flag.normalization == by_name.normalization == "batchnorm"
+    assert sorted(as_flag.params) == sorted(by_name.params)
+
+
 @pytest.mark.parametrize("conv_impl", ["fast", "scipy"])
 def test_conv_impls_give_the_same_model(conv_impl):
     np.random.seed(2)

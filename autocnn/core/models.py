@@ -28,6 +28,7 @@ __all__ = ["ConvNet", "ThreeLayerConvNet", "FullyConnectedNet"]
 
 
 DATA_LOSSES = {"softmax": ops.softmax_loss, "svm": ops.svm_loss}
+NORMALIZATIONS: tuple[str | None, ...] = (None, "batchnorm", "layernorm")
 
 
 class ConvNet:
@@ -99,6 +100,8 @@ class ConvNet:
         self.filter_size = filter_size
         self.hidden_dims = list(hidden_dims)
         self.use_batchnorm = use_batchnorm
+        # How the hidden affine layers are normalised; FullyConnectedNet may choose 'layernorm'.
+        self.normalization: str | None = "batchnorm" if use_batchnorm else None
         self.use_dropout = dropout < 1
         self.data_loss = DATA_LOSSES[loss]
         self.reg = reg
@@ -198,7 +201,12 @@ class ConvNet:
             h = ops.relu(ops.max_pool2d(h, 2, 2, 2, self.pool_impl))
         for _ in self.hidden_dims:
             h = ops.affine(h, params[f"W{index}"], params[f"b{index}"])
-            if self.use_batchnorm:
+            if self.normalization == "layernorm":
+                # No running statistics: the same function in both modes; eps from the layer's
+                # entry of bn_params (the notebook's ln_param), as the reference layer reads it.
+                eps = self.bn_params[index - 1].get("eps", 1e-5)
+                h = ops.layernorm(h, params[f"gamma{index}"], params[f"beta{index}"], eps)
+            elif self.use_batchnorm:
                 h = normalise(ops.batchnorm, index, h)
             h = ops.relu(h)
             if self.use_dropout:
@@ -294,10 +302,13 @@ class FullyConnectedNet(ConvNet):
     """
     The notebook's fully connected network:
 
-    {affine - [batchnorm] - relu - [dropout]} x (L - 1) - affine - softmax
+    {affine - [batchnorm / layernorm] - relu - [dropout]} x (L - 1) - affine - softmax
 
     Same constructor and params as ``reference.fc_net.FullyConnectedNet``; dropout is the
-    keep probability (1 = none) and seed makes its mask reproducible.
+    keep probability (1 = none) and seed makes its mask reproducible. normalization
+    (CS231n 2018+) is 'batchnorm' (the same as use_batchnorm=True), 'layernorm' or None;
+    either normalisation has params gamma{i} / beta{i} of shape (width,), and bn_params
+    holds one dict per hidden layer (for layernorm only its 'eps' is read).
     """
 
     def __init__(
@@ -311,18 +322,27 @@ class FullyConnectedNet(ConvNet):
         weight_scale: float = 1e-2,
         dtype=np.float32,
         seed: int | None = None,
+        normalization: str | None = None,
     ) -> None:
         validation.check_fully_connected_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale, dtype,
                                         he_allowed=True)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if use_batchnorm and normalization not in (None, "batchnorm"):
+            raise ValueError(f"use_batchnorm=True contradicts normalization={normalization!r}: give one of them")
+        normalization = "batchnorm" if use_batchnorm else normalization
         super().__init__(
             input_dim=input_dim,
             blocks=(),
             hidden_dims=hidden_dims,
             num_classes=num_classes,
-            use_batchnorm=use_batchnorm,
+            # Either normalisation gets gamma / beta params and one bn_params dict per layer.
+            use_batchnorm=normalization is not None,
             dropout=dropout,
             weight_scale=weight_scale,
             reg=reg,
             dtype=dtype,
             seed=seed,
         )
+        self.normalization = normalization
+        self.use_batchnorm = normalization == "batchnorm"
