@@ -1,6 +1,8 @@
 """Data augmentation: random crops of zero-padded images and horizontal flips, vectorized and
 drawn from a RandomState."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,82 @@ def test_bad_input_is_named():
         random_crops_and_flips(np.zeros((5, 3072)), np.random.RandomState(0))
     with pytest.raises(ValueError, match="pad must be >= 0"):
         random_crops_and_flips(np.zeros((1, 3, 4, 4)), np.random.RandomState(0), pad=-1)
+
+
+# ---------------------------------------------------------------------- the Solver's augment option
+
+
+def tiny_problem(seed=0):
+    """A small ConvNet with batchnorm and dropout on random images (2 epochs of 4 iterations)."""
+    from autocnn.core.models import ConvNet
+
+    rng = np.random.RandomState(seed)
+    data = {"X_train": rng.randn(40, 3, 8, 8), "y_train": rng.randint(10, size=40),
+            "X_val": rng.randn(20, 3, 8, 8), "y_val": rng.randint(10, size=20)}
+    np.random.seed(seed)
+    model = ConvNet(input_dim=(3, 8, 8), blocks=[(4,)], hidden_dims=(8,), use_batchnorm=True, dropout=0.8,
+                    dtype=np.float64)
+    return model, data
+
+
+def solver_settings(**extra):
+    return dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=10, num_epochs=3,
+                num_train_samples=20, verbose=False, seed=4, **extra)
+
+
+def test_augment_is_off_by_default_and_changes_training_when_on():
+    from autocnn.training.solver import Solver
+
+    plain_model, data = tiny_problem()
+    plain = Solver(plain_model, data, **solver_settings())
+    assert plain.augment is False
+    plain.train()
+    augmented_model, data = tiny_problem()
+    augmented = Solver(augmented_model, data, **solver_settings(augment=True))
+    augmented.train()
+    assert not np.array_equal(plain.final_params["W1"], augmented.final_params["W1"])
+    assert plain.loss_history[0] != augmented.loss_history[0]
+
+
+def test_a_resumed_augmented_run_reproduces_the_uninterrupted_one(tmp_path):
+    from autocnn.training.solver import Solver, checkpoint_paths
+
+    model, data = tiny_problem()
+    whole = Solver(model, data, **solver_settings(augment=True, checkpoint_name=tmp_path / "run"))
+    whole.train()
+    checkpoint, _ = checkpoint_paths(tmp_path / "run", 1)
+    assert json.loads(checkpoint.read_text())["settings"]["augment"] is True
+    fresh_model, data = tiny_problem()
+    resumed = Solver.resume(checkpoint, fresh_model, data)
+    assert resumed.augment is True and resumed.iteration == 4
+    resumed.train()
+    assert resumed.loss_history == whole.loss_history
+    assert resumed.val_acc_history == whole.val_acc_history
+    for name in whole.final_params:
+        assert np.array_equal(resumed.final_params[name], whole.final_params[name]), name
+
+
+def test_augment_needs_images_and_a_bool():
+    from autocnn.training.solver import Solver
+
+    model, data = tiny_problem()
+    with pytest.raises(ValueError, match="augment must be True or False"):
+        Solver(model, data, augment="yes")
+    flat = dict(data, X_train=data["X_train"].reshape(40, -1))
+    with pytest.raises(ValueError, match=r"X_train must have shape \(N, C, H, W\), got shape \(40, 192\)"):
+        Solver(model, flat, augment=True)
+
+
+def test_autocnn_train_augment(tmp_path):
+    from autocnn import cli
+    from tiny_cifar import TINY_SPLIT, write_tiny_cifar
+
+    data_dir = write_tiny_cifar(tmp_path / "tiny").parent
+    argv = ["train", "--data", str(data_dir), "--split", TINY_SPLIT, "--num-train", "100", "--epochs", "1",
+            "--batch-size", "20", "--model", "convnet", "--blocks", "4", "--hidden-dims", "8", "--seed", "2",
+            "--print-every", "1"]
+    assert cli.main(argv + ["--out", str(tmp_path / "augmented"), "--augment"]) == 0
+    assert cli.main(argv + ["--out", str(tmp_path / "plain")]) == 0
+    augmented, plain = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("augmented", "plain"))
+    assert augmented["config"]["augment"] is True and plain["config"]["augment"] is False
+    assert augmented["loss_history"] != plain["loss_history"]

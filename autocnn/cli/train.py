@@ -57,6 +57,13 @@ def add_parser(subparsers: Any) -> None:
     training.add_argument("--seed", type=int, help="seed of weights and minibatches (default: drawn and recorded)")
     training.add_argument("--time-budget", type=float, metavar="MINUTES",
                           help="stop training after this many minutes and report what it reached")
+    training.add_argument("--max-iterations", type=int, metavar="N",
+                          help="stop training after N iterations (an iteration budget within --epochs)")
+    training.add_argument("--patience", type=int, metavar="N",
+                          help="stop early when the training loss (moving average) has reached no new low "
+                               "for N iterations")
+    training.add_argument("--augment", action="store_true",
+                          help="random crops (zero padding 4) and horizontal flips of every training minibatch")
 
     data = parser.add_argument_group("data and output")
     data.add_argument("--data", dest="data_dir", metavar="DIR",

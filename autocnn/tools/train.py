@@ -40,7 +40,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from autocnn.files import atomic_save_npz, atomic_write_json
 from autocnn.tools.provenance import git_state, machine_info
@@ -105,6 +105,13 @@ class TrainConfig:
       minibatches; None draws one, which is recorded.
     - time_budget: Minutes of training after which the run stops (at the next
       iteration) and reports what it reached; None = no limit.
+    - max_iterations: Stop after this many iterations (an iteration budget within
+      num_epochs); None = no limit.
+    - patience: Stop early when the training loss (its moving average over
+      min(10, patience) iterations) has reached no new low for this many
+      iterations; None = never.
+    - augment: Random crops (zero padding 4) and horizontal flips of every
+      training minibatch (the Solver's augment option).
 
     Data:
     - data_dir: Where CIFAR-10 is (see autocnn.data.cifar10); None = $AUTOCNN_DATA or cache.
@@ -140,6 +147,9 @@ class TrainConfig:
     num_train_samples: int = 1000
     seed: int | None = None
     time_budget: float | None = None
+    max_iterations: int | None = None
+    patience: int | None = None
+    augment: bool = False
     data_dir: str | None = None
     split: list[int] = dataclasses.field(default_factory=lambda: [49000, 1000, 1000])
     num_train: int | None = None
@@ -210,6 +220,11 @@ class TrainConfig:
             raise ValueError(f"--dropout is a keep probability in (0, 1], got {config.dropout!r}")
         if config.time_budget is not None:
             validation.check_positive_number("--time-budget", config.time_budget)
+        for flag, value in (("--max-iterations", config.max_iterations), ("--patience", config.patience)):
+            if value is not None:
+                validation.check_int(flag, value, 1)
+        if not isinstance(config.augment, bool):
+            raise ValueError(f"--augment is on or off (true / false), got {config.augment!r}")
         for flag, value, minimum in (("--batch-size", config.batch_size, 1), ("--epochs", config.num_epochs, 0),
                                      ("--print-every", config.print_every, 1),
                                      ("--num-train-samples", config.num_train_samples, 1),
@@ -403,19 +418,18 @@ def _report_resume(solver: Any, checkpoint: Path | None, config: TrainConfig, ou
 
 def _train(solver: Any, data: dict, config: TrainConfig) -> tuple[str, str | None, BaseException | None, float]:
     """
-    Run solver.train() under the config's time budget.
+    Run solver.train() under the config's budgets (time, iterations) and patience.
 
     Returns:
-    - (status, note, error, seconds): status 'completed', 'time budget reached' or
-      'diverged'; the note says where a budget stopped it; error is the divergence.
+    - (status, note, error, seconds): status 'completed', 'time budget reached',
+      'iteration budget reached', 'stopped early' or 'diverged'; the note says where
+      a budget stopped it; error is the divergence.
     """
     import numpy as np
 
     from autocnn.training.solver import TrainingStopped
 
-    if config.time_budget is not None:
-        deadline = time.monotonic() + 60.0 * config.time_budget
-        solver.stop_when = lambda: time.monotonic() >= deadline
+    stopped_by = _set_stop_rules(solver, config)
     status, note, error = "completed", None, None
     train_started = time.perf_counter()
     try:
@@ -423,12 +437,68 @@ def _train(solver: Any, data: dict, config: TrainConfig) -> tuple[str, str | Non
         # overflow warnings would only bury it.
         with np.errstate(over="ignore", invalid="ignore"):
             solver.train()
-    except TrainingStopped:  # only the time budget sets stop_when
-        status = "time budget reached"
-        note = _finish_after_budget(solver, data, config)
+    except TrainingStopped:  # only the budgets and the patience set stop_when
+        status, reason = stopped_by[-1]
+        note = _finish_after_budget(solver, data, config, reason)
     except FloatingPointError as diverged:
         status, note, error = "diverged", str(diverged), diverged
     return status, note, error, time.perf_counter() - train_started
+
+
+def _set_stop_rules(solver: Any, config: TrainConfig) -> list[tuple[str, str]]:
+    """
+    Make solver.stop_when apply the time budget, the iteration budget and the patience.
+
+    Returns:
+    - A list that receives (status, reason) of the rule that stopped the run.
+    """
+    rules: list[tuple[str, Callable[[], str | None]]] = []
+    if config.time_budget is not None:
+        deadline = time.monotonic() + 60.0 * config.time_budget
+        rules.append(("time budget reached", lambda: f"time budget of {config.time_budget:g} min reached"
+                      if time.monotonic() >= deadline else None))
+    if config.max_iterations is not None:
+        rules.append(("iteration budget reached", lambda: f"iteration budget of {config.max_iterations} reached"
+                      if solver.iteration >= config.max_iterations else None))
+    if config.patience is not None:
+        rules.append(("stopped early", lambda: no_improvement(solver.loss_history, config.patience)))
+    stopped_by: list[tuple[str, str]] = []
+    if rules:
+        def stop_when() -> bool:
+            for status, rule in rules:
+                reason = rule()
+                if reason is not None:
+                    stopped_by.append((status, reason))
+                    return True
+            return False
+
+        solver.stop_when = stop_when
+    return stopped_by
+
+
+def no_improvement(losses: Sequence[float], patience: int) -> str | None:
+    """
+    The early-stopping rule: has the training loss stopped improving?
+
+    Inputs:
+    - losses: The loss of every iteration so far.
+    - patience: Iterations without a new low that stop the run.
+
+    Returns:
+    - None while the moving average of the loss over min(10, patience) iterations has
+      reached a new low within the last patience iterations, else the reason to stop.
+    """
+    import numpy as np
+
+    window = min(10, patience)
+    if len(losses) < window + patience:
+        return None
+    averages = np.convolve(np.asarray(losses, dtype=np.float64), np.ones(window) / window, mode="valid")
+    best_end = int(np.argmin(averages)) + window  # iteration (1-based) that closed the best window
+    if len(losses) - best_end < patience:
+        return None
+    return (f"stopped early: no new low of the training loss (moving average over {window} iterations, "
+            f"best {averages[best_end - window]:.6f} at iteration {best_end}) within {patience} iterations")
 
 
 def _metrics(config: TrainConfig, data: dict, model: Any, solver: Any, status: str, note: str | None,
@@ -524,13 +594,13 @@ def _make_solver(config: TrainConfig, model: Any, data: dict, checkpoint_name: P
                      optim_config={"learning_rate": config.learning_rate}, lr_decay=config.lr_decay,
                      batch_size=config.batch_size, num_epochs=config.num_epochs,
                      num_train_samples=config.num_train_samples, print_every=config.print_every,
-                     verbose=config.verbose, seed=config.seed,
+                     verbose=config.verbose, seed=config.seed, augment=config.augment,
                      checkpoint_name=os.fspath(checkpoint_name) if checkpoint_name is not None else None,
                      keep_checkpoints=config.keep_checkpoints if checkpoint_name is not None else None)
 
 
-def _finish_after_budget(solver: Any, data: dict, config: TrainConfig) -> str:
-    """After a time-budget stop: check the current params on the validation set,
+def _finish_after_budget(solver: Any, data: dict, config: TrainConfig, reason: str) -> str:
+    """After a budget or early stop: check the current params on the validation set,
     keep them as best if they beat the last epoch's best, and swap the best in."""
     import numpy as np
 
@@ -538,7 +608,7 @@ def _finish_after_budget(solver: Any, data: dict, config: TrainConfig) -> str:
     solver.final_params = current
     val_acc = solver.check_accuracy(data["X_val"], data["y_val"])
     epochs = solver.iteration / solver.iterations_per_epoch
-    note = (f"time budget of {config.time_budget:g} min reached after iteration {solver.iteration} / "
+    note = (f"{reason} after iteration {solver.iteration} / "
             f"{solver.num_iterations} ({epochs:.2f} epochs); val acc of the params at the stop: {val_acc:.6f}")
     if config.verbose:
         print(f"({note})")

@@ -48,7 +48,9 @@ Randomness
 Minibatches and accuracy subsamples come from the Solver's own
 ``np.random.RandomState``, seeded with ``seed``; when seed is None the seed is
 drawn from the global ``np.random``, so ``np.random.seed(0)`` before building
-the Solver still makes a run reproducible. Checkpoints also save the global
+the Solver still makes a run reproducible. With ``augment=True`` the crops and
+flips of each minibatch are drawn from that same state, right after the
+minibatch itself. Checkpoints also save the global
 ``np.random`` state (models may use it, e.g. for dropout masks) and
 ``Solver.resume`` restores it unless ``restore_global_rng=False``.
 
@@ -75,6 +77,7 @@ import numpy as np
 
 from autocnn.files import atomic_write
 from autocnn.training import optim
+from autocnn.training.augment import random_crops_and_flips
 from reference import validation
 
 CHECKPOINT_FORMAT = "autocnn.training.solver.checkpoint"
@@ -135,7 +138,7 @@ class TrainableModel(Protocol):
 def _check_arguments(model: Any, data: dict, unexpected: dict, *, update_rule: Any, optim_config: Any,
                      lr_decay: Any, batch_size: Any, num_epochs: Any, num_train_samples: Any,
                      num_val_samples: Any, print_every: Any, checkpoint_name: Any, keep_checkpoints: Any,
-                     seed: Any) -> None:
+                     seed: Any, augment: Any) -> None:
     """The Solver's arguments, checked before anything is set: ValueError naming the first bad one."""
     if unexpected:
         raise ValueError(f"Unrecognized Solver arguments: {', '.join(sorted(unexpected))}")
@@ -157,6 +160,11 @@ def _check_arguments(model: Any, data: dict, unexpected: dict, *, update_rule: A
         raise ValueError(f"checkpoint_name must be a path prefix, got {checkpoint_name!r}")
     if seed is not None:
         validation.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment must be True or False, got {augment!r}")
+    if augment and np.ndim(data["X_train"]) != 4:
+        raise ValueError(f"augment crops and flips images: X_train must have shape (N, C, H, W), "
+                         f"got shape {np.shape(data['X_train'])}")
 
 
 class Solver:
@@ -182,6 +190,7 @@ class Solver:
                  checkpoint_name: str | os.PathLike | None = None,
                  keep_checkpoints: int | None = None,
                  seed: int | None = None,
+                 augment: bool = False,
                  **unexpected: Any) -> None:
         """
         Construct a new Solver instance.
@@ -212,6 +221,9 @@ class Solver:
         - keep_checkpoints: If not None, only the newest keep_checkpoints pairs
           are kept on disk.
         - seed: Seed of the Solver's random state; None draws one from np.random.
+        - augment: Randomly crop (after zero-padding by 4) and flip every training
+          minibatch (autocnn.training.augment), drawing from the Solver's random
+          state; needs images of shape (N, C, H, W). Off by default.
 
         Raises ValueError naming any unknown keyword argument, unknown update
         rule, missing or malformed data entry, or out-of-range setting.
@@ -220,7 +232,7 @@ class Solver:
                          lr_decay=lr_decay, batch_size=batch_size, num_epochs=num_epochs,
                          num_train_samples=num_train_samples, num_val_samples=num_val_samples,
                          print_every=print_every, checkpoint_name=checkpoint_name,
-                         keep_checkpoints=keep_checkpoints, seed=seed)
+                         keep_checkpoints=keep_checkpoints, seed=seed, augment=augment)
         self.model = model
         self.X_train = data["X_train"]
         self.y_train = data["y_train"]
@@ -238,6 +250,7 @@ class Solver:
         self.verbose = bool(verbose)
         self.checkpoint_name = os.fspath(checkpoint_name) if checkpoint_name is not None else None
         self.keep_checkpoints = keep_checkpoints
+        self.augment = augment
         if seed is None:
             # Drawn from the global state so that np.random.seed() upstream still fixes the run.
             seed = int(np.random.randint(0, 2**31 - 1))
@@ -277,7 +290,10 @@ class Solver:
     def _step(self) -> None:
         """Make a single gradient update on a random minibatch (drawn with replacement)."""
         batch_mask = self.rng.choice(len(self.X_train), self.batch_size)
-        loss, grads = self.model.loss(self.X_train[batch_mask], self.y_train[batch_mask])
+        X_batch = self.X_train[batch_mask]
+        if self.augment:
+            X_batch = random_crops_and_flips(X_batch, self.rng)
+        loss, grads = self.model.loss(X_batch, self.y_train[batch_mask])
         loss = float(loss)
         if not np.isfinite(loss):
             raise TrainingDivergedError(
@@ -413,6 +429,7 @@ class Solver:
             "checkpoint_name": self.checkpoint_name,
             "keep_checkpoints": self.keep_checkpoints,
             "seed": self.seed,
+            "augment": self.augment,
         }
 
     def save_checkpoint(self) -> Path:
