@@ -1,0 +1,268 @@
+"""One target, or a whole class of them: plan, import in a worker, one worker per group, rows."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import multiprocessing
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autocnn.tools.check.isolation import BETWEEN_CALLS_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits, \
+    run_isolated
+from autocnn.tools.check.loading import Plan, defined_names, import_plan, plan_target, student_objects
+from autocnn.tools.check.report import FAIL, NOT_CHECKED, Outcome, Row, TargetResult, summarize
+from autocnn.tools.check.runner import LAYER_TOLERANCE, MODEL_TOLERANCE, Context, model_function, model_outputs, \
+    run_dropout_spec, run_layer_spec, run_model_spec, spec_seed
+from autocnn.tools.check.specs import LAYER_SPECS, MODEL_SPECS
+
+DEFAULT_TARGET = "reference"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to check: limits of user code, the seed of the inputs, tolerances, files judged on purpose."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    seed: int = 0
+    layer_tolerance: float = LAYER_TOLERANCE
+    model_tolerance: float = MODEL_TOLERANCE
+    memory_mb: int = DEFAULT_MEMORY_MB
+    include: tuple[str, ...] = ()
+
+
+def _rows_from_events(keys: list[tuple[str, str]], events: list[tuple], failure: str, tolerance: float,
+                      origins: dict[str, str]) -> list[Row]:
+    """Rows of one group, turning a timeout or a dead worker into problems on the right rows."""
+    outcomes: dict[tuple[str, str], list[Outcome]] = {key: [] for key in keys}
+    running = None
+    for event in events:
+        if event[0] == "outcome":
+            outcome = event[1]
+            outcomes.setdefault((outcome.function, outcome.output), []).append(outcome)
+        elif event[0] == "call":
+            running = event[1:]
+        elif event[0] == "returned":
+            running = None
+    if failure:
+        text = failure if "limit" in failure else f"{failure} (infinite loop?)" if failure.startswith("timed out") \
+            else f"the worker {failure}"
+        if running is not None:
+            function, case, outputs = running
+            for output in outputs:
+                outcomes.setdefault((function, output), []).append(Outcome(function, output, case, problem=text))
+        for key, found in outcomes.items():
+            if not found:
+                found.append(Outcome(*key, case="", skipped=f"not checked: stopped early ({text})",
+                                     kind="not checked"))
+    rows = []
+    for (function, output), found in outcomes.items():
+        module = origins.get(function.split(".")[0].split(" ")[0], "")
+        rows.append(summarize(function, output, found, tolerance, module))
+    return rows
+
+
+def _load_in_worker(plan: Plan, limits: Limits) -> tuple[dict[str, tuple[str, str]], list[str], dict[str, str], str]:
+    """Import the plan in a throwaway worker: (problems per file, notes, name -> file label of what loaded, failure)."""
+
+    def trial(send):
+        imported = import_plan(plan)
+        namespace, origins = student_objects(plan, imported)
+        send(("loaded", imported.problems, imported.notes, origins))
+
+    events, failure = run_isolated(trial, limits.timeout, BETWEEN_CALLS_TIMEOUT, limits)
+    for event in events:
+        if event[0] == "loaded":
+            return event[1], event[2], event[3], failure
+    return {}, [], {}, failure or "the import stopped early"
+
+
+def _context(plan: Plan, send, tol: float) -> Context:
+    blank, docs = {}, {}
+    for file in plan.files:
+        blank.update({k: v for k, v in file.blank.items() if k not in blank})
+        docs.update({k: v for k, v in file.docs.items() if k not in docs})
+    return Context(send, tol, plan.labels(), blank, docs)
+
+
+def _group_job(plan: Plan, tol: float, body):
+    """A worker job: import the submission, then run body(namespace, modules, ctx)."""
+
+    def job(send):
+        imported = import_plan(plan)
+        namespace, _ = student_objects(plan, imported)
+        body(namespace, list(imported.modules.values()), _context(plan, send, tol))
+
+    return job
+
+
+def _layer_rows(plan: Plan, loaded: dict[str, str], options: Options, limits: Limits,
+                conventions: dict[str, str]) -> list[Row]:
+    rows: list[Row] = []
+    defined = defined_names(plan)
+    for spec in LAYER_SPECS:
+        for forward, all_backwards in spec.names():
+            backwards = [name for name in all_backwards if name in loaded]
+            if forward not in loaded:
+                for name in backwards:
+                    rows.append(Row(name, "-", None, options.layer_tolerance, NOT_CHECKED,
+                                    f"not checked: no {forward} of the student's to make its cache",
+                                    module=loaded[name]))
+                continue
+            keys = [(forward, output) for output in (["loss", "dx"] if spec.is_loss else ["out", *spec.state_keys])]
+            keys += [(name, grad) for name in backwards for grad in spec.grads]
+            runner = run_dropout_spec if spec.kind == "dropout" else run_layer_spec
+            rng = np.random.RandomState(spec_seed(options.seed, spec.name))
+
+            def body(namespace, modules, ctx, spec=spec, forward=forward, backwards=backwards, rng=rng,
+                     runner=runner):
+                runner(spec, forward, backwards, namespace, rng, ctx)
+
+            events, failure = run_isolated(_group_job(plan, options.layer_tolerance, body), options.timeout,
+                                           max(BETWEEN_CALLS_TIMEOUT, options.timeout), limits)
+            for event in events:
+                if event[0] == "convention":
+                    conventions[event[1]] = event[2]
+            rows += _rows_from_events(keys, events, failure, options.layer_tolerance, loaded)
+    del defined
+    return rows
+
+
+def _model_rows(plan: Plan, loaded: dict[str, str], options: Options, limits: Limits,
+                conventions: dict[str, str]) -> list[Row]:
+    rows: list[Row] = []
+    for spec in MODEL_SPECS:
+        if spec.name not in loaded:
+            continue
+        keys = [(model_function(spec, part), output) for part in spec.parts() for output in model_outputs(spec, part)]
+        rng = np.random.RandomState(spec_seed(options.seed, spec.name))
+
+        def body(namespace, modules, ctx, spec=spec, rng=rng):
+            model_class = namespace[spec.name]
+            if not isinstance(model_class, type):
+                return
+            run_model_spec(spec, model_class, rng, ctx, conventions.get("dropout", ""), modules)
+
+        events, failure = run_isolated(_group_job(plan, options.model_tolerance, body), options.timeout,
+                                       max(BETWEEN_CALLS_TIMEOUT, options.timeout), limits)
+        origins = {model_function(spec, part): loaded[spec.name] for part in spec.parts()}
+        rows += _rows_from_events(keys, events, failure, options.model_tolerance, {**loaded, **origins})
+    return rows
+
+
+def _import_rows(plan: Plan, problems: dict[str, tuple[str, str]]) -> list[Row]:
+    """A row per file that did not import, and a 'not checked' row per notebook function in it."""
+    rows = []
+    for file in plan.files:
+        if file.label not in problems:
+            continue
+        kind, text = problems[file.label]
+        status = FAIL if kind == "fail" else NOT_CHECKED
+        rows.append(Row(f"import {file.label}", "-", None, 0.0, status,
+                        text if kind == "fail" else f"not checked: {text}", module=file.label))
+        for name in file.defined:
+            rows.append(Row(name, "-", None, 0.0, NOT_CHECKED, f"not checked: {file.label} did not import",
+                            module=file.label))
+    return rows
+
+
+def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
+    """Check a planned target; user code runs only in confined workers with a scratch working directory."""
+    for name in ("autocnn.core.layers", "autocnn.core.layer_utils", "autocnn.core.models", "reference.fast_layers"):
+        importlib.import_module(name)  # once here, so that every forked worker inherits it
+    scratch = tempfile.mkdtemp(prefix="autocnn-check-")
+    try:
+        limits = Limits(options.timeout, options.memory_mb, scratch)
+        problems, notes, loaded, failure = _load_in_worker(plan, limits)
+        rows = []
+        if failure:
+            rows.append(Row(f"import {plan.target}", "-", None, 0.0, FAIL, f"importing {failure}"))
+        rows += _import_rows(plan, problems)
+        conventions: dict[str, str] = {}
+        rows += _layer_rows(plan, loaded, options, limits, conventions)
+        rows += _model_rows(plan, loaded, options, limits, conventions)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not rows:
+        rows.append(Row("(nothing found)", "-", None, 0.0, NOT_CHECKED,
+                        "no function or class of the notebook API defined in this target"
+                        + (f" (support files not judged: {', '.join(plan.support)})" if plan.support else "")))
+    return TargetResult(plan.target, rows, [*plan.notes, *notes])
+
+
+def check_one(target: str, options: Options = Options()) -> TargetResult:
+    """Plan and check one target; a target that cannot even be read is one FAIL row, never an exception."""
+    try:
+        plan = plan_target(target, options.include)
+    except ValueError:
+        raise
+    except Exception as error:  # an unreadable folder, a permission problem: this target only
+        return TargetResult(target, [Row(f"read {target}", "-", None, 0.0, NOT_CHECKED,
+                                         f"not checked: {type(error).__name__}: {error}")])
+    return check_plan(plan, options)
+
+
+def check_target(target: str = DEFAULT_TARGET, timeout: float = DEFAULT_TIMEOUT, seed: int = 0,
+                 layer_tolerance: float = LAYER_TOLERANCE, model_tolerance: float = MODEL_TOLERANCE,
+                 include: tuple[str, ...] = (), memory_mb: int = DEFAULT_MEMORY_MB) -> list[Row]:
+    """
+    Check every notebook-API function and model class a target defines.
+
+    Inputs:
+    - target: A .py file, a folder (a submission, nndl/, cs231n/) or a module / package name
+    - timeout: Seconds (wall and CPU) any single call of user code may take
+    - seed: Seed of the random inputs (the same seed gives the same cases)
+    - layer_tolerance, model_tolerance: Largest acceptable relative error (rel_error)
+    - include: Support files (fast_layers.py, ...) to judge anyway
+    - memory_mb: Memory each worker may use beyond the checker's own
+
+    Returns:
+    - rows: One Row per (function, output): PASS, FAIL, NOT IMPLEMENTED, NOT CHECKED or SKIP
+    """
+    options = Options(timeout, seed, layer_tolerance, model_tolerance, memory_mb, tuple(include))
+    return check_one(target, options).rows
+
+
+def _check_safely(target: str, options: Options) -> TargetResult:
+    try:
+        return check_one(target, options)
+    except Exception as error:  # one broken submission never stops the class
+        return TargetResult(target, [Row(f"check {target}", "-", None, 0.0, NOT_CHECKED,
+                                         f"not checked: {type(error).__name__}: {error}")])
+
+
+def check_targets(targets: list[str], options: Options = Options(), jobs: int | None = None) -> list[TargetResult]:
+    """
+    Check many targets (a class), `jobs` at a time; results in the order of `targets`.
+
+    Inputs:
+    - targets: Submissions (folders, files or module names)
+    - options: As for one target
+    - jobs: Submissions checked at once (default: the number of cores)
+
+    Returns:
+    - results: One TargetResult per target; a target that cannot be read is a NOT CHECKED row
+    """
+    for target in targets:  # a typo in a path is the caller's mistake: say so before anything runs
+        plan_target(target, options.include) if not os.path.exists(target) else None
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if jobs == 1 or len(targets) == 1:
+        return [_check_safely(target, options) for target in targets]
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(_check_safely, target, options) for target in targets]
+        results = []
+        for target, future in zip(targets, futures):
+            try:
+                results.append(future.result())
+            except Exception as error:  # the pool process itself died
+                results.append(TargetResult(target, [Row(f"check {target}", "-", None, 0.0, NOT_CHECKED,
+                                                         f"not checked: {type(error).__name__}: {error}")]))
+        return results
+
+
