@@ -16,7 +16,7 @@ import numpy as np
 from autocnn.tools.check.isolation import BETWEEN_CALLS_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits, \
     run_isolated
 from autocnn.tools.check.loading import Plan, defined_names, import_plan, plan_target, student_objects
-from autocnn.tools.check.report import FAIL, NOT_CHECKED, Outcome, Row, TargetResult, summarize
+from autocnn.tools.check.report import FAIL, NOT_CHECKED, SKIP, Outcome, Row, TargetResult, summarize
 from autocnn.tools.check.runner import LAYER_TOLERANCE, MODEL_TOLERANCE, Context, model_function, model_outputs, \
     run_dropout_spec, run_layer_spec, run_model_spec, spec_seed
 from autocnn.tools.check.specs import LAYER_SPECS, MODEL_SPECS
@@ -155,6 +155,21 @@ def _model_rows(plan: Plan, loaded: dict[str, str], options: Options, limits: Li
     return rows
 
 
+def collapse_skipped(rows: list[Row]) -> list[Row]:
+    """One row for a function (or model part) whose every row is SKIP for the same reason."""
+    by_function: dict[str, list[Row]] = {}
+    for row in rows:
+        by_function.setdefault(row.function, []).append(row)
+    out = []
+    for function, group in by_function.items():
+        if len(group) > 1 and all(r.status == SKIP for r in group) and len({r.diagnosis for r in group}) == 1:
+            first = group[0]
+            out.append(Row(function, "-", None, first.tolerance, SKIP, first.diagnosis, module=first.module))
+        else:
+            out += group
+    return out
+
+
 def _import_rows(plan: Plan, problems: dict[str, tuple[str, str]]) -> list[Row]:
     """A row per file that did not import, and a 'not checked' row per notebook function in it."""
     rows = []
@@ -192,7 +207,7 @@ def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
         rows.append(Row("(nothing found)", "-", None, 0.0, NOT_CHECKED,
                         "no function or class of the notebook API defined in this target"
                         + (f" (support files not judged: {', '.join(plan.support)})" if plan.support else "")))
-    return TargetResult(plan.target, rows, [*plan.notes, *notes])
+    return TargetResult(plan.target, collapse_skipped(rows), [*plan.notes, *notes])
 
 
 def check_one(target: str, options: Options = Options()) -> TargetResult:

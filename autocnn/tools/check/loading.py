@@ -284,7 +284,7 @@ def plan_target(target: str, include: tuple[str, ...] = ()) -> Plan:
     else:
         candidates = _candidate_files(path)
         folder = path
-        floor = path if ((path / "__init__.py").exists() or any(p.parent != path for p in candidates)) else None
+        floor = None
     candidates.sort(key=lambda p: (len(p.parts), str(p)))  # layers.py before classifiers/cnn.py
     judged = [p for p in candidates if (not _is_support(p) or p.name in included or kind == "file")
               and p.name not in NEVER_IMPORTED]
