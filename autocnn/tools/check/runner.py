@@ -180,9 +180,13 @@ def _expected_forward(spec: LayerSpec, case: Case):
 
 
 def _not_reached(ctx: Context, spec: LayerSpec, backwards: list[str], case: Case, why: str) -> None:
+    """Backwards that cannot run for want of a cache: 'not checked', unless they are blank themselves."""
     for name in backwards:
         for grad in spec.grads:
-            ctx.emit(name, grad, case, skipped=f"not checked: {why}", kind="not checked")
+            if name in ctx.blank:
+                ctx.emit(name, grad, case, problem=ctx.blank[name], kind="todo")
+            else:
+                ctx.emit(name, grad, case, skipped=f"not checked: {why}", kind="not checked")
 
 
 def _forward_outputs(spec: LayerSpec) -> list[str]:
