@@ -168,6 +168,30 @@ def test_missing_course_package(tmp_path):
     assert result.exit_status() == 0  # nothing the student wrote is wrong
 
 
+def test_callers_of_a_wrong_function_are_judged_on_their_own_code(tmp_path):
+    submission = copy_submission("ucla", tmp_path)
+    layers = submission / "nndl" / "layers.py"
+    text = layers.read_text()
+    layers.write_text(text.replace("    flat = x.reshape(x.shape[0], -1)\n    return flat @ w + b, (x, w, b)",
+                                   "    out = None\n    pass\n    return out, (x, w, b)", 1))
+    result = check_one(str(submission), Options(timeout=TIMEOUT))
+    wrong = [(r.function, r.output, r.status) for r in result.rows if r.status not in (PASS, SKIP)]
+    # Only the blank function counts against the student; the sandwiches and models calling it
+    # are checked with autocnn's affine_forward / affine_backward in its place.
+    assert wrong == [("affine_forward", "out", NOT_IMPLEMENTED)]
+    assert any("checked with autocnn's versions of affine_forward, affine_backward" in n for n in result.notes)
+
+
+def test_a_file_importing_a_broken_file_is_not_checked_not_failed(tmp_path):
+    submission = copy_submission("ucla", tmp_path)
+    layers = submission / "nndl" / "layers.py"
+    layers.write_text(layers.read_text().replace("def relu_forward(x):\n", "def relu_forward(x):\n    print x\n"))
+    rows = check_target(str(submission), timeout=TIMEOUT)
+    assert [r.function for r in rows if r.status == FAIL] == ["import nndl/layers.py"]
+    assert rows_by_key(rows)[("import nndl/cnn.py", "-")].diagnosis == \
+        "not checked: imports nndl/layers.py, which does not import"
+
+
 def test_read_only_folder_gets_no_bytecode_and_nothing_written(tmp_path):
     submission = copy_submission("ucla", tmp_path)
     before = sorted(str(p.relative_to(submission)) for p in submission.rglob("*"))

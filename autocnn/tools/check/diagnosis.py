@@ -15,11 +15,14 @@ import math
 import re
 import traceback
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from autocnn.tools.gradcheck import rel_error
+
+if TYPE_CHECKING:
+    from autocnn.tools.check.cases import Case
 
 
 def _mismatch_mask(user: np.ndarray, expected: np.ndarray, tol: float) -> np.ndarray:
@@ -89,7 +92,7 @@ def _offset_hints(user, expected, offsets: list, tol: float) -> list[str]:
     return hints
 
 
-def compare(user: Any, expected: Any, tol: float, case: Case, output: str) -> tuple[float | None, str, tuple[str, ...]]:
+def compare(user: Any, expected: Any, tol: float, case: "Case", output: str) -> tuple[float | None, str, tuple[str, ...]]:
     """
     Compare one user output with autocnn's.
 

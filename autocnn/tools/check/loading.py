@@ -28,7 +28,7 @@ from typing import Any
 
 from autocnn.tools.check import standins
 from autocnn.tools.check.diagnosis import describe_exception, describe_syntax_error
-from autocnn.tools.check.specs import KNOWN_CLASSES, KNOWN_FUNCTIONS, LAYER_SPECS
+from autocnn.tools.check.specs import KNOWN_CLASSES, KNOWN_FUNCTIONS
 
 #: Files the course hands out: not judged, and imported only when the student's code imports them.
 SUPPORT_FILES = frozenset({
@@ -387,7 +387,7 @@ def _install_standins(plan: Plan) -> None:
     standins.install(modules)
 
 
-def _import_packages_of(module: str, problems: dict, notes: list, plan: Plan) -> None:
+def _import_packages_of(module: str, notes: list, plan: Plan) -> None:
     """Import the packages above a module; one whose __init__ fails becomes an empty package."""
     parts = module.split(".")[:-1]
     for depth in range(1, len(parts) + 1):
@@ -413,8 +413,17 @@ def _import_packages_of(module: str, problems: dict, notes: list, plan: Plan) ->
                          "its modules were imported without it")
 
 
-def classify_import_error(error: BaseException, plan: Plan, labels: dict[str, str]) -> tuple[str, str]:
+def classify_import_error(error: BaseException, plan: Plan, labels: dict[str, str], file: StudentFile | None = None
+                          ) -> tuple[str, str]:
     """('not checked' | 'fail', text) for an exception raised while importing a student file."""
+    if file is not None:
+        # Raised in another student file this one imports: that file's row says why.
+        origin = error.filename if isinstance(error, SyntaxError) else None
+        if origin is None:
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in labels]
+            origin = frames[-1].filename if frames else None
+        if origin in labels and origin != str(file.path):
+            return "not checked", f"imports {labels[origin]}, which does not import"
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
         own = {f.module.split(".")[0] for f in plan.files}
@@ -443,7 +452,7 @@ def import_plan(plan: Plan) -> Imported:
         if file.syntax:
             problems[file.label] = ("fail", file.syntax)
             continue
-        _import_packages_of(file.module, problems, notes, plan)
+        _import_packages_of(file.module, notes, plan)
         try:
             if file.module in sys.modules and getattr(sys.modules[file.module], "__file__", None) != str(file.path):
                 # Another file already claimed this name (two folders named alike): load this one by path.
@@ -454,7 +463,7 @@ def import_plan(plan: Plan) -> Imported:
                 module = importlib.import_module(file.module)
             modules[file.label] = module
         except BaseException as error:  # noqa: B902 - SystemExit from user code included
-            problems[file.label] = classify_import_error(error, plan, labels)
+            problems[file.label] = classify_import_error(error, plan, labels, file)
     return Imported(modules, problems, notes)
 
 

@@ -154,6 +154,75 @@ def bind_by_name(fn: Callable, canonical: tuple[str, ...]) -> tuple[list[str] | 
     return None, f"takes no {', '.join(missing)}"
 
 
+def _student_to_canonical(fn: Callable, canonical: tuple[str, ...]) -> dict[str, str] | None:
+    """The student's parameter names -> canonical input names, or None when they do not all map."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    lookup = {alias.lower(): name for name, aliases in ARG_SYNONYMS.items() for alias in aliases if name in canonical}
+    mapping = {p.name: lookup[p.name.lower()] for p in parameters if p.name.lower() in lookup}
+    if sorted(mapping.values()) != sorted(canonical):
+        if len(parameters) == len(canonical):  # unfamiliar names: autocnn's order
+            return {p.name: name for p, name in zip(parameters, canonical)}
+        return None
+    return mapping
+
+
+def autocnn_stand_in(spec: LayerSpec, name: str, student_fn: Callable, convention: str = "") -> Callable | None:
+    """
+    autocnn's version of one of the student's functions, callable exactly as the student's is.
+
+    Used when checking a sandwich or model that calls a function of the student's that is
+    wrong or missing, so that the caller is judged on its own code. Forward and backward
+    of a pair are always replaced together (their caches must match).
+
+    Inputs:
+    - spec: The function's group
+    - name: The student's name for it (forward or backward)
+    - student_fn: The student's function (its signature decides the argument order)
+    - convention: For dropout, what the student's p means ('keep' or 'drop')
+
+    Returns:
+    - The stand-in, or None when the student's signature cannot be mapped
+    """
+    mine = _autocnn_module(spec.source)
+    forwards = {forward for forward, _ in spec.names()}
+    if name not in forwards:
+        return getattr(mine, spec.backwards[0])
+    target = getattr(mine, spec.forward)
+    if spec.kind == "dropout":
+        def dropout_forward(x, dropout_param):
+            param = dict(dropout_param)
+            if convention == DROP and "p" in param:
+                param["p"] = 1 - param["p"]
+            return target(x, param)
+        return dropout_forward
+    if not spec.by_name:
+        return target
+    mapping = _student_to_canonical(student_fn, spec.arg_names)
+    if mapping is None:
+        return None
+    signature = inspect.signature(student_fn)
+
+    def sandwich(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = {mapping[key]: value for key, value in bound.arguments.items() if key in mapping}
+        return target(*[values[name] for name in spec.arg_names])
+
+    return sandwich
+
+
+def replace_in_modules(modules, replacements: dict[str, Callable]) -> None:
+    """Rebind names in every module of the student's that binds them (star imports copy names)."""
+    for module in modules:
+        namespace = vars(module)
+        for name, function in replacements.items():
+            if name in namespace:
+                namespace[name] = function
+
+
 def _arguments(order: list[str] | None, canonical: tuple[str, ...], args: tuple) -> tuple:
     if order is None:
         return args
@@ -201,7 +270,7 @@ def _run_user_forward(spec: LayerSpec, forward: str, fn: Callable, order, case: 
     snapshot = copy.deepcopy(args)
     try:
         result = ctx.call(forward, case, outputs, fn, *_arguments(order, spec.arg_names, args))
-    except NotImplementedError as error:
+    except NotImplementedError:
         for output in outputs:
             ctx.emit(forward, output, case, problem="raises NotImplementedError", kind="todo")
         return None
@@ -225,25 +294,22 @@ def _run_user_forward(spec: LayerSpec, forward: str, fn: Callable, order, case: 
 
 
 def _judge(ctx: Context, function: str, output: str, case: Case, got, want, extra_problem: str = "",
-           notes: tuple[str, ...] = ()) -> bool:
-    """Compare one output and emit its outcome; True when it is fine."""
+           notes: tuple[str, ...] = ()) -> None:
+    """Compare one output and emit its outcome (None is 'not implemented')."""
     if got is None:
         ctx.emit(function, output, case, problem="returns None", kind="todo")
-        return False
+        return
     error, problem, hints = compare(got, want, ctx.tol, case, output)
-    problem = problem or extra_problem
-    ctx.emit(function, output, case, error, problem, (*hints, *notes))
-    return not problem and error is not None and error <= ctx.tol
+    ctx.emit(function, output, case, error, problem or extra_problem, (*hints, *notes))
 
 
 def _judge_forward(spec: LayerSpec, forward: str, run: ForwardRun, expected, mine_args, case: Case, ctx: Context,
-                   notes: tuple[str, ...]) -> bool:
+                   notes: tuple[str, ...]) -> None:
     if spec.is_loss:
-        ok = True
         for output, got, want in zip(["loss", "dx"], (run.out, run.cache), expected):
-            ok &= _judge(ctx, forward, output, case, got, want, run.mutation, notes)
-        return ok
-    ok = _judge(ctx, forward, "out", case, run.out, expected[0], run.mutation, notes)
+            _judge(ctx, forward, output, case, got, want, run.mutation, notes)
+        return
+    _judge(ctx, forward, "out", case, run.out, expected[0], run.mutation, notes)
     for key in spec.state_keys:
         index = spec.arg_names.index("bn_param")
         got, want = run.args[index].get(key), mine_args[index][key]
@@ -251,7 +317,6 @@ def _judge_forward(spec: LayerSpec, forward: str, run: ForwardRun, expected, min
             ctx.emit(forward, key, case, problem=f"bn_param['{key}'] not set")
             continue
         _judge(ctx, forward, key, case, got, want)
-    return ok
 
 
 def _judge_backwards(spec: LayerSpec, backwards: list[str], user: dict, run: ForwardRun, expected, rng,
