@@ -405,6 +405,24 @@ def test_a_class_at_a_time(tmp_path, capsys):
     assert rows[2][rows[0].index("affine_forward")] == "todo"
 
 
+def test_an_import_that_hangs_is_one_row_and_quick(tmp_path):
+    (tmp_path / "layers.py").write_text("def relu_forward(x):\n    return x, x\n\nwhile True:\n    pass\n")
+    start = time.monotonic()
+    rows = check_target(str(tmp_path / "layers.py"), timeout=1.0)
+    assert time.monotonic() - start < 15
+    (row,) = rows
+    assert row.status == FAIL and "timed out after 1 s" in row.diagnosis and "(import layers.py)" in row.diagnosis
+
+
+def test_a_large_class_gets_counts_per_function_not_a_matrix():
+    results = [check.TargetResult(f"s{i}", [check.Row("relu_forward", "out", 0.0, 1e-6, PASS if i % 3 else FAIL)])
+               for i in range(30)]
+    lines = format_class(results).splitlines()
+    assert lines[0] == "s0: 1 checks: 0 passed, 1 failed, 0 not implemented, 0 not checked"
+    counts = next(line for line in lines if line.startswith("relu_forward")).split()[1:]
+    assert counts == ["20", "10", "0", "0", "0", "0"]  # pass, FAIL, todo, n/c, skip, absent
+
+
 def test_class_results_json_and_matrix_functions():
     results = check_targets([str(SITUATIONS / "numpy2_product.py"), str(SITUATIONS / "exception_line.py")],
                             Options(timeout=TIMEOUT), jobs=2)

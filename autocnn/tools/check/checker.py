@@ -70,7 +70,7 @@ def _load_in_worker(plan: Plan, limits: Limits) -> tuple[dict[str, tuple[str, st
     """Import the plan in a throwaway worker: (problems per file, notes, name -> file label of what loaded, failure)."""
 
     def trial(send):
-        imported = import_plan(plan)
+        imported = import_plan(plan, send)
         namespace, origins = student_objects(plan, imported)
         send(("loaded", imported.problems, imported.notes, origins))
 
@@ -78,7 +78,9 @@ def _load_in_worker(plan: Plan, limits: Limits) -> tuple[dict[str, tuple[str, st
     for event in events:
         if event[0] == "loaded":
             return event[1], event[2], event[3], failure
-    return {}, [], {}, failure or "the import stopped early"
+    running = [event[1] for event in events if event[0] == "call"]
+    where = f" ({running[-1]})" if running else ""
+    return {}, [], {}, (failure or "the import stopped early") + where
 
 
 def _context(plan: Plan, send, tol: float) -> Context:
@@ -216,8 +218,9 @@ def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
         limits = Limits(options.timeout, options.memory_mb, scratch)
         problems, notes, loaded, failure = _load_in_worker(plan, limits)
         rows = []
-        if failure:
+        if failure:  # an import that hangs or kills its process: nothing else can be checked
             rows.append(Row(f"import {plan.target}", "-", None, 0.0, FAIL, f"importing {failure}"))
+            return TargetResult(plan.target, rows, list(plan.notes))
         rows += _import_rows(plan, problems)
         conventions: dict[str, str] = {}
         replace: list[tuple[int, str, tuple[str, ...]]] = []

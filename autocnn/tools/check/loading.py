@@ -28,6 +28,7 @@ from typing import Any
 
 from autocnn.tools.check import standins
 from autocnn.tools.check.diagnosis import describe_exception, describe_syntax_error
+from autocnn.tools.check.isolation import lift_cpu_limit, limit_cpu_of_next_call
 from autocnn.tools.check.specs import KNOWN_CLASSES, KNOWN_FUNCTIONS
 
 #: Files the course hands out: not judged, and imported only when the student's code imports them.
@@ -439,8 +440,15 @@ def classify_import_error(error: BaseException, plan: Plan, labels: dict[str, st
     return "fail", describe_exception(error, labels)
 
 
-def import_plan(plan: Plan) -> Imported:
-    """Import every student file of a plan (in the current process: call this in a worker)."""
+def import_plan(plan: Plan, send=None) -> Imported:
+    """
+    Import every student file of a plan (in the current process: call this in a worker).
+
+    Inputs:
+    - plan: From plan_target
+    - send: If given, each import is announced as a call of user code (('call', ...),
+      ('returned', ...)), so that the worker's per-call time limit applies to it
+    """
     sys.dont_write_bytecode = True
     for entry in reversed(plan.sys_path):
         if entry not in sys.path:
@@ -452,6 +460,9 @@ def import_plan(plan: Plan) -> Imported:
         if file.syntax:
             problems[file.label] = ("fail", file.syntax)
             continue
+        if send is not None:
+            send(("call", f"import {file.label}", "", ("-",)))
+            limit_cpu_of_next_call()
         _import_packages_of(file.module, notes, plan)
         try:
             if file.module in sys.modules and getattr(sys.modules[file.module], "__file__", None) != str(file.path):
@@ -464,6 +475,10 @@ def import_plan(plan: Plan) -> Imported:
             modules[file.label] = module
         except BaseException as error:  # noqa: B902 - SystemExit from user code included
             problems[file.label] = classify_import_error(error, plan, labels, file)
+        finally:
+            if send is not None:
+                lift_cpu_limit()
+                send(("returned", f"import {file.label}"))
     return Imported(modules, problems, notes)
 
 

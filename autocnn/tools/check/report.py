@@ -239,13 +239,30 @@ def class_matrix(results: list) -> tuple[list[str], list[str], dict[tuple[str, s
     return functions, [result.target for result in results], cells
 
 
+MATRIX_COLUMNS = 12  # more submissions than this: per-function counts instead (the CSV has the matrix)
+
+
 def format_class(results: list) -> str:
-    """One summary line per submission, then the function-by-submission matrix."""
+    """
+    One summary line per submission, then the function-by-submission matrix.
+
+    A matrix wider than MATRIX_COLUMNS submissions would not fit a terminal: then each
+    function gets the count of submissions per status instead (``--csv`` writes the matrix).
+    """
     results = [as_result(item) for item in results]
     lines = [summary_line(result) for result in results]
     functions, targets, cells = class_matrix(results)
-    names = [f"[{i + 1}]" for i in range(len(targets))]
     width = max([len("function")] + [len(f) for f in functions])
+    if len(targets) > MATRIX_COLUMNS:
+        kinds = ["pass", "FAIL", "todo", "n/c", "skip", ""]
+        header = "function".ljust(width) + "  " + " ".join((k or "absent").rjust(6) for k in kinds)
+        table = [header, "-" * len(header)]
+        for function in functions:
+            column = [cells.get((function, t), "") for t in targets]
+            table.append(function.ljust(width) + "  " + " ".join(str(column.count(k)).rjust(6) for k in kinds))
+        key = "submissions per status: pass = all rows pass, FAIL = wrong, todo = not implemented, n/c = not checked"
+        return "\n".join(lines + ["", *table, "", key]) + "\n"
+    names = [f"[{i + 1}]" for i in range(len(targets))]
     header = "function".ljust(width) + "  " + " ".join(n.rjust(5) for n in names)
     matrix = [header, "-" * len(header)]
     for function in functions:
