@@ -18,7 +18,7 @@ from autocnn.tools.check.loading import Plan, import_plan, plan_target, student_
 from autocnn.tools.check.report import FAIL, NOT_CHECKED, SKIP, Outcome, Row, TargetResult, summarize
 from autocnn.tools.check.runner import LAYER_TOLERANCE, MODEL_TOLERANCE, Context, autocnn_stand_in, model_function, \
     model_outputs, replace_in_modules, run_dropout_spec, run_layer_spec, run_model_spec, spec_seed
-from autocnn.tools.check.specs import LAYER_SPECS, MODEL_SPECS
+from autocnn.tools.check.specs import KNOWN_CLASSES, LAYER_SPECS, MODEL_SPECS
 
 DEFAULT_TARGET = "reference"
 
@@ -204,7 +204,8 @@ def _import_rows(plan: Plan, problems: dict[str, tuple[str, str]]) -> list[Row]:
         rows.append(Row(f"import {file.label}", "-", None, 0.0, status,
                         text if kind == "fail" else f"not checked: {text}", module=file.label))
         for name in file.defined:
-            rows.append(Row(name, "-", None, 0.0, NOT_CHECKED, f"not checked: {file.label} did not import",
+            function = f"{name}.loss" if name in KNOWN_CLASSES else name
+            rows.append(Row(function, "-", None, 0.0, NOT_CHECKED, f"not checked: {file.label} did not import",
                             module=file.label))
     return rows
 
@@ -226,7 +227,10 @@ def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
         replace: list[tuple[int, str, tuple[str, ...]]] = []
         rows += _layer_rows(plan, loaded, options, limits, conventions, replace)
         rows += _model_rows(plan, loaded, options, limits, conventions, replace)
-        if replace:
+        composites = {name for spec in LAYER_SPECS if spec.by_name for name in spec.functions()}
+        callers = [r for r in rows if r.function in composites or r.function.split(".")[0] in loaded
+                   and "." in r.function]
+        if replace and callers:
             names = ", ".join(name for _, forward, backwards in replace for name in (forward, *backwards))
             notes.append(f"sandwiches and models were checked with autocnn's versions of {names} (not right or "
                          "not checked here), so that each is judged on its own code")

@@ -182,6 +182,11 @@ def read_student_file(path: Path, module: str, label: str) -> StudentFile:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as error:
         file.syntax = describe_syntax_error(error, label)
+        # Still say which notebook names it would define: they are reported as not checked.
+        for number, line in enumerate(source.splitlines(), 1):
+            match = re.match(r"(?:def|class)\s+(\w+)", line)
+            if match and match.group(1) in KNOWN_FUNCTIONS + KNOWN_CLASSES:
+                file.defined.setdefault(match.group(1), number)
         return file
     except (OSError, ValueError) as error:
         file.syntax = f"cannot read {label}: {error}"

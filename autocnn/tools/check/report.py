@@ -225,15 +225,24 @@ def _cell(rows: list[Row]) -> str:
     return ""
 
 
+IMPORTS = "(files imported)"
+
+
+def _matrix_name(row: Row) -> str:
+    """A matrix line per function; the rows of files that did not import share one line."""
+    return IMPORTS if row.function.startswith("import ") else row.function
+
+
 def class_matrix(results: list) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
     """(functions, targets, cells): the worst status of each function in each submission ('' = absent)."""
     results = [as_result(item) for item in results]
-    functions = list(dict.fromkeys(r.function for result in results for r in result.rows))
+    functions = list(dict.fromkeys(_matrix_name(r) for result in results for r in result.rows))
+    functions.sort(key=lambda name: name != IMPORTS)
     cells = {}
     for result in results:
         by_function: dict[str, list[Row]] = {}
         for row in result.rows:
-            by_function.setdefault(row.function, []).append(row)
+            by_function.setdefault(_matrix_name(row), []).append(row)
         for function, rows in by_function.items():
             cells[(function, result.target)] = _cell(rows)
     return functions, [result.target for result in results], cells
