@@ -92,7 +92,7 @@ def test_ucla_submission_with_uncompiled_extension_passes(ucla_result):
     # The student's sandwiches and model use the course's fast layers: the numpy stand-ins make them run.
     assert rows[("conv_relu_pool_backward", "dw")].status == PASS
     assert rows[("ThreeLayerConvNet.loss", "grad W1")].status == PASS
-    assert any("im2col_cython is not compiled: numpy equivalents" in note for note in ucla_result.notes)
+    assert any("im2col_cython is not compiled for this Python: numpy equivalents" in note for note in ucla_result.notes)
     # Support files are not judged: gradient_check.py defines a broken affine_forward; data_utils.py
     # raises if imported; setup.py leaves a marker if imported or run.
     assert rows[("affine_forward", "out")].module == "nndl/layers.py"
@@ -150,6 +150,14 @@ def test_2022_constructor_dropout_keep_ratio(tmp_path):
     row = rows[("FullyConnectedNet.loss (dropout)", "loss")]
     assert row.status == PASS and "dropout_keep_ratio=0.7" in row.diagnosis
     assert rows[("FullyConnectedNet.loss (dropout)", "grad W1")].status == PASS
+
+
+def test_an_extension_built_for_another_python_is_stood_in_for(tmp_path):
+    submission = copy_submission("ucla", tmp_path)
+    (submission / "cs231n" / "im2col_cython.cpython-38-x86_64-linux-gnu.so").write_bytes(b"\x7fELF not loadable")
+    result = check_one(str(submission / "nndl" / "conv_layer_utils.py"), Options(timeout=TIMEOUT))
+    assert result.exit_status() == 0 and statuses(result.rows) == {PASS}
+    assert any("im2col_cython is not compiled for this Python" in note for note in result.notes)
 
 
 def test_missing_course_package(tmp_path):

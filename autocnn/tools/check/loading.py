@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import re
@@ -355,18 +356,21 @@ def _plan_course_code(plan: Plan, imported: set[str], tops: set[str]) -> None:
                               "(not judged)")
     # The course's fast layers import a compiled extension; without a build, stand in numpy versions.
     for folder in [Path(p) for p in plan.sys_path]:
-        for fast in folder.rglob("fast_layers.py"):
+        fasts = [f for pattern in ("fast_layers.py", "*/fast_layers.py", "*/*/fast_layers.py")
+                 for f in sorted(folder.glob(pattern))]
+        for fast in fasts:
             if any(part in _SKIPPED_FOLDERS for part in fast.relative_to(folder).parts):
                 continue
-            compiled = list(fast.parent.glob("im2col_cython*.so")) + list(fast.parent.glob("im2col_cython*.pyd"))
-            if compiled or "im2col_cython" not in fast.read_text(errors="replace"):
+            # A build for another Python (im2col_cython.cpython-38-...so) cannot be loaded here.
+            compiled = [fast.parent / f"im2col_cython{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+            if any(path.exists() for path in compiled) or "im2col_cython" not in fast.read_text(errors="replace"):
                 continue
             package = ".".join(fast.parent.relative_to(folder).parts)
             names = [f"{package}.im2col_cython" if package else "im2col_cython", "im2col_cython"]
             new = [n for n in names if n not in plan.standin_modules]
             if new:
                 plan.standin_modules += new
-                note = (f"{package or fast.parent.name}/im2col_cython is not compiled: numpy equivalents of "
+                note = (f"{package or fast.parent.name}/im2col_cython is not compiled for this Python: numpy equivalents of "
                         "im2col_cython, col2im_cython and col2im_6d_cython stood in (setup.py is never run)")
                 if note not in plan.notes:
                     plan.notes.append(note)

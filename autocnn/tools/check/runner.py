@@ -629,6 +629,11 @@ def constructor_kwargs(spec: ModelSpec, case: ModelCase, constructor: Constructo
             note = 'normalization="batchnorm"'
         else:
             return {}, "the constructor takes no use_batchnorm or normalization (optional part)", ""
+    if case.part != "dropout":  # no dropout, said the way this constructor says it
+        if "dropout_keep_ratio" in constructor.names and constructor.defaults.get("dropout_keep_ratio") != 1:
+            kwargs["dropout_keep_ratio"] = 1
+        elif "dropout" in constructor.names and constructor.defaults.get("dropout") not in (0, 1):
+            kwargs["dropout"] = 1 if _model_dropout_convention(constructor, layer_convention)[0] == KEEP else 0
     if case.part == "dropout":
         keep = case.keep
         if "dropout_keep_ratio" in constructor.names:
