@@ -355,7 +355,8 @@ def _plan_course_code(plan: Plan, imported: set[str], tops: set[str]) -> None:
             plan.notes.append(f"{top}.fast_layers: no {top}/ {where}; the bundled reference fast layers stood in "
                               "(not judged)")
     # The course's fast layers import a compiled extension; without a build, stand in numpy versions.
-    for folder in [Path(p) for p in plan.sys_path]:
+    uses_fast_layers = any("fast_layers" in f.path.read_text(errors="replace") for f in plan.files)
+    for folder in [Path(p) for p in plan.sys_path] if uses_fast_layers else []:
         fasts = [f for pattern in ("fast_layers.py", "*/fast_layers.py", "*/*/fast_layers.py")
                  for f in sorted(folder.glob(pattern))]
         for fast in fasts:
