@@ -278,6 +278,14 @@ def test_exception_names_the_students_file_and_line():
     assert row.diagnosis.startswith("raised IndexError: tuple index out of range (at exception_line.py:10)")
 
 
+def test_debugger_calls_are_skipped_and_input_is_named():
+    rows = rows_by_key(check_target(str(SITUATIONS / "debugger_and_input.py"), timeout=TIMEOUT))
+    assert rows[("relu_forward", "out")].status == PASS
+    row = rows[("relu_backward", "dx")]
+    assert row.status == FAIL
+    assert row.diagnosis.startswith("waits for keyboard input (input() at debugger_and_input.py:12)")
+
+
 def test_memory_cap_turns_a_huge_allocation_into_a_row():
     row = rows_by_key(check_target(str(SITUATIONS / "memory_hog.py"), timeout=TIMEOUT))[("relu_forward", "out")]
     assert row.status == FAIL and "MemoryError" in row.diagnosis

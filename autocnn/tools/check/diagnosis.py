@@ -261,6 +261,8 @@ def describe_exception(error: BaseException, files: dict[str, str] | None = None
         match = re.search(r"has no attribute '(\w+)'", str(error))
         if match and match.group(1) in PYTHON2_NAMES:
             return f".{match.group(1)}() is Python 2: use .{PYTHON2_NAMES[match.group(1)]}(){at}"
+    if isinstance(error, EOFError) and "reading a line" in message:
+        return f"waits for keyboard input (input(){' at ' + where if where else ''}): the checker types nothing"
     if isinstance(error, NameError):
         match = re.search(r"name '(\w+)' is not defined", str(error))
         if match and match.group(1) in PYTHON2_NAMES:

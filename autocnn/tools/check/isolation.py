@@ -2,15 +2,15 @@
 
 A worker gets a CPU-time limit per call of user code (``RLIMIT_CPU``, set afresh before
 each call), a memory cap (``RLIMIT_AS``, on top of what the checker itself already maps),
-a scratch working directory, stdin from /dev/null (``input()`` and ``pdb`` do not wait),
-its prints swallowed, and no bytecode written anywhere (``sys.dont_write_bytecode``), so a
-student's or a read-only folder is left as it was. The parent kills a worker that stays
-silent too long, and turns an exception, ``sys.exit``, a crash or a kill into a failure.
+a scratch working directory, stdin from /dev/null (``input()`` does not wait), its prints
+swallowed, ``pdb.set_trace()`` / ``breakpoint()`` turned into no-ops, and no bytecode
+written anywhere (``sys.dont_write_bytecode``), so a student's or a read-only folder is
+left as it was. The parent kills a worker that stays silent too long, and turns an
+exception, ``sys.exit``, a crash or a kill into a failure.
 """
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import resource
@@ -105,7 +105,12 @@ def confine(limits: Limits) -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     sys.stdin = open(os.devnull)
-    sys.stdout = sys.stderr = io.StringIO()  # students' debug prints must not garble the table
+    # A pdb.set_trace() / breakpoint() left in the homework would stop in the debugger: skip it.
+    import pdb
+
+    pdb.set_trace = lambda *args, **kwargs: None
+    sys.breakpointhook = lambda *args, **kwargs: None
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # students' debug prints: not in the table, not in memory
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
 
