@@ -1,4 +1,4 @@
-"""Issue 5's benchmark: autograd-derived training against hand-written backprop.
+"""The benchmark: autograd-derived training against hand-written backprop.
 
 A thin wrapper over ``autocnn bench`` (``autocnn.tools.bench`` does the timing) that writes the
 full run's table and results where the README cites them::

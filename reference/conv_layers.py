@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import batchnorm_backward_alt, batchnorm_forward
-from .validation import check_batchnorm, check_cache, check_conv, check_dout, check_pool
+from .layers import _normalize_rows, _normalize_rows_backward, batchnorm_backward_alt, batchnorm_forward
+from .validation import check_batchnorm, check_cache, check_conv, check_dout, check_groupnorm, check_pool
 
 
 __all__ = ["conv_forward_naive", "conv_backward_naive", "max_pool_forward_naive", "max_pool_backward_naive",
-           "spatial_batchnorm_forward", "spatial_batchnorm_backward"]
+           "spatial_batchnorm_forward", "spatial_batchnorm_backward", "spatial_groupnorm_forward",
+           "spatial_groupnorm_backward"]
 
 
 def _output_size(input_size: int, window: int, stride: int, pad: int = 0) -> int:
@@ -232,3 +233,60 @@ def spatial_batchnorm_backward(
     dx_flat, dgamma, dbeta = batchnorm_backward_alt(dout_flat, cache)
     dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
     return dx, dgamma, dbeta
+
+
+def spatial_groupnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, G: int, gn_param: dict
+) -> tuple[np.ndarray, dict]:
+    """
+    Computes the forward pass for spatial group normalisation: the C channels of each
+    image are split into G groups of C // G consecutive channels; each group is
+    normalised over its channels and pixels together, then each channel is scaled and
+    shifted. Nothing is shared between images, so train and test time are the same.
+
+    Inputs:
+    - x: Input data of shape (N, C, H, W)
+    - gamma: Scale parameter, of shape (1, C, 1, 1) (as the notebook makes it) or (C,)
+    - beta: Shift parameter, of shape (1, C, 1, 1) or (C,)
+    - G: Integer number of groups to split into, a divisor of C
+    - gn_param: Dictionary with the following keys:
+      - eps: Constant for numeric stability, default 1e-5
+
+    Returns a tuple of:
+    - out: Output data, of shape (N, C, H, W)
+    - cache: Values needed for the backward pass
+    """
+    check_groupnorm(x, gamma, beta, G, gn_param)
+    N, C, H, W = x.shape
+    # Consecutive channels of one image are contiguous in (N, C, H, W): one row per group.
+    x_hat_rows, inv_std = _normalize_rows(x.reshape(N * G, -1), gn_param.get("eps", 1e-5))
+    x_hat = x_hat_rows.reshape(x.shape)
+    out = gamma.reshape(1, C, 1, 1) * x_hat + beta.reshape(1, C, 1, 1)
+    cache = {"group_x_hat": x_hat, "group_inv_std": inv_std, "gamma": gamma, "beta_shape": beta.shape, "G": G}
+    return out, cache
+
+
+def spatial_groupnorm_backward(
+    dout: np.ndarray, cache: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    Computes the backward pass for spatial group normalisation.
+
+    Inputs:
+    - dout: Upstream derivatives, of shape (N, C, H, W)
+    - cache: Values from the forward pass
+
+    Returns a tuple of:
+    - dx: Gradient with respect to inputs, of shape (N, C, H, W)
+    - dgamma: Gradient with respect to the scale parameter, of gamma's shape
+    - dbeta: Gradient with respect to the shift parameter, of beta's shape
+    """
+    check_cache(cache, "spatial_groupnorm_forward", key="group_x_hat")
+    x_hat, gamma, G = cache["group_x_hat"], cache["gamma"], cache["G"]
+    check_dout(dout, x_hat.shape)
+    N, C, H, W = dout.shape
+    dgamma = np.sum(dout * x_hat, axis=(0, 2, 3)).reshape(gamma.shape)
+    dbeta = dout.sum(axis=(0, 2, 3)).reshape(cache["beta_shape"])
+    dx_hat = (dout * gamma.reshape(1, C, 1, 1)).reshape(N * G, -1)
+    dx = _normalize_rows_backward(dx_hat, x_hat.reshape(N * G, -1), cache["group_inv_std"])
+    return dx.reshape(dout.shape), dgamma, dbeta

@@ -17,6 +17,7 @@ from .validation import (
     check_dout,
     check_dropout,
     check_float_array,
+    check_layernorm,
     check_scores_and_labels,
 )
 
@@ -26,8 +27,8 @@ from .validation import (
 
 
 __all__ = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "batchnorm_forward",
-           "batchnorm_backward", "batchnorm_backward_alt", "dropout_forward", "dropout_backward", "svm_loss",
-           "softmax_loss"]
+           "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward",
+           "dropout_forward", "dropout_backward", "svm_loss", "softmax_loss"]
 
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -241,6 +242,99 @@ def batchnorm_backward_alt(
     num_examples = dout.shape[0]
     # dbeta = sum(dout) and dgamma = sum(dout * x_hat): the two batch-coupling terms.
     dx = (gamma * inv_std / num_examples) * (num_examples * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# Layer normalisation
+# ---------------------------------------------------------------------------
+
+
+def _normalize_rows(rows: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Normalise each row of a 2-D array over its own entries (layernorm; groupnorm's groups).
+
+    Inputs:
+    - rows: Array of shape (R, M)
+    - eps: Added to each row's biased variance
+
+    Returns a tuple of:
+    - x_hat: (rows - row mean) / sqrt(row var + eps), of shape (R, M)
+    - inv_std: 1 / sqrt(row var + eps), of shape (R, 1)
+    """
+    centered = rows - rows.mean(axis=1, keepdims=True)
+    inv_std = 1.0 / np.sqrt(np.mean(centered * centered, axis=1, keepdims=True) + eps)
+    return centered * inv_std, inv_std
+
+
+def _normalize_rows_backward(dx_hat: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
+    """
+    Gradient through `_normalize_rows`, given the gradient dx_hat of its x_hat.
+
+    Per row, with M entries: x_hat = c * s, c = x - mean(x), s = (mean(c^2) + eps)^-1/2.
+    A change dx moves c by dx - mean(dx) and s by -s^3 mean(c * dc), so
+
+        dx = s * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+
+    (mean(x_hat) = 0 makes the mean-of-dx term of c drop out of the last product).
+
+    Inputs:
+    - dx_hat, x_hat: Arrays of shape (R, M)
+    - inv_std: Array of shape (R, 1), from _normalize_rows
+
+    Returns:
+    - dx: Array of shape (R, M)
+    """
+    mean_dx_hat = dx_hat.mean(axis=1, keepdims=True)
+    mean_projection = np.mean(dx_hat * x_hat, axis=1, keepdims=True)
+    return inv_std * (dx_hat - mean_dx_hat - x_hat * mean_projection)
+
+
+def layernorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, ln_param: dict
+) -> tuple[np.ndarray, dict]:
+    """
+    Forward pass for layer normalisation: each example (row) is normalised over its
+    own features, then every feature is scaled and shifted. There are no running
+    statistics, and train and test time compute the same thing.
+
+    Inputs:
+    - x: Data of shape (N, D)
+    - gamma: Scale parameter of shape (D,)
+    - beta: Shift parameter of shape (D,)
+    - ln_param: Dictionary with the following keys:
+      - eps: Constant for numeric stability, default 1e-5
+      (any other key, such as a 'mode' set by a model, is ignored)
+
+    Returns a tuple of:
+    - out: Of shape (N, D)
+    - cache: Values needed by layernorm_backward
+    """
+    check_layernorm(x, gamma, beta, ln_param)
+    x_hat, inv_std = _normalize_rows(x, ln_param.get("eps", 1e-5))
+    out = gamma * x_hat + beta
+    return out, {"row_x_hat": x_hat, "row_inv_std": inv_std, "gamma": gamma}
+
+
+def layernorm_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    Backward pass for layer normalisation.
+
+    Inputs:
+    - dout: Upstream derivatives, of shape (N, D)
+    - cache: Cache from layernorm_forward
+
+    Returns a tuple of:
+    - dx: Gradient with respect to x, of shape (N, D)
+    - dgamma: Gradient with respect to gamma, of shape (D,)
+    - dbeta: Gradient with respect to beta, of shape (D,)
+    """
+    check_cache(cache, "layernorm_forward", key="row_x_hat")
+    x_hat = cache["row_x_hat"]
+    check_dout(dout, x_hat.shape)
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dbeta = dout.sum(axis=0)
+    dx = _normalize_rows_backward(dout * cache["gamma"], x_hat, cache["row_inv_std"])
     return dx, dgamma, dbeta
 
 

@@ -235,6 +235,43 @@ def check_batchnorm(x: Any, gamma: Any, beta: Any, bn_param: Any, spatial: bool 
     check_bn_param(bn_param, features, meaning)
 
 
+def check_norm_param(name: str, param: Any) -> None:
+    """ln_param / gn_param: a dict with an optional 'eps' > 0 (other keys, e.g. 'mode', are ignored)."""
+    check_param_dict(name, param, ())
+    if "eps" in param:
+        check_positive_number(f"{name}['eps']", param["eps"])
+
+
+def check_layernorm(x: Any, gamma: Any, beta: Any, ln_param: Any) -> None:
+    """x (N, D); gamma, beta (D,), one per feature; ln_param with optional eps."""
+    check_float_array("x", x, 2, "(N, D)")
+    check_vector("gamma", gamma, x.shape[1], "feature of x")
+    check_vector("beta", beta, x.shape[1], "feature of x")
+    check_norm_param("ln_param", ln_param)
+
+
+def check_channel_param(name: str, array: Any, channels: int) -> None:
+    """array holds one entry per channel, shaped (1, C, 1, 1) as the notebook makes it, or (C,)."""
+    check_float_array(name, array)
+    if array.shape not in ((1, channels, 1, 1), (channels,)):
+        raise ValueError(
+            f"{name} must have shape (1, {channels}, 1, 1) or ({channels},), one per channel of x, "
+            f"got shape {array.shape}"
+        )
+
+
+def check_groupnorm(x: Any, gamma: Any, beta: Any, G: Any, gn_param: Any) -> None:
+    """x (N, C, H, W); gamma, beta one per channel; G >= 1 dividing C; gn_param with optional eps."""
+    check_float_array("x", x, 4, "(N, C, H, W)")
+    channels = x.shape[1]
+    check_channel_param("gamma", gamma, channels)
+    check_channel_param("beta", beta, channels)
+    check_int("G", G, 1)
+    if channels % G:
+        raise ValueError(f"G = {G} groups must divide the {channels} channels of x (x {x.shape})")
+    check_norm_param("gn_param", gn_param)
+
+
 def check_sandwich_batchnorm(gamma: Any, beta: Any, bn_param: Any, width: int) -> None:
     """The batchnorm of an affine / conv sandwich: one gamma, beta and statistic per output of w."""
     check_vector("gamma", gamma, width, "output of w")

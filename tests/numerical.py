@@ -63,3 +63,26 @@ def rel_error(x: np.ndarray, y: np.ndarray) -> float:
     """Maximum elementwise relative error, with a 1e-8 floor on the denominator."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+#: How far apart a correct gradient and its difference quotient can be in absolute terms,
+#: with unit-size inputs and upstream gradients: the quotient's rounding, ~eps * sum|f df| / h,
+#: is ~1e-12 for a few dozen outputs in extended precision (~1e-10 without); 10x margin.
+NUMERICAL_ATOL = 1e-11 if EXTENDED_PRECISION else 1e-9
+
+
+def close_to_numerical(analytic: np.ndarray, numeric: np.ndarray, tol: float = 1e-7) -> bool:
+    """
+    rel_error(analytic, numeric) < tol, or every entry within tol of the gradient's largest
+    entry (or within NUMERICAL_ATOL).
+
+    For the normalisations: their gradients have entries that cancel to far below the
+    others (each row or group of dx sums to zero; two values a row normalises to nearly
+    +-1 leave it nearly flat), where the quotient's own error, ~1e-12 absolute from rounding
+    and up to ~1e-9 from truncation on narrow rows, is what the elementwise ratio measures.
+    """
+    if rel_error(analytic, numeric) < tol:
+        return True
+    difference = np.abs(np.asarray(analytic, np.float64) - np.asarray(numeric, np.float64))
+    scale = float(np.max(np.abs(np.asarray(numeric, np.float64)), initial=0.0))
+    return float(np.max(difference, initial=0.0)) < max(tol * scale, NUMERICAL_ATOL)

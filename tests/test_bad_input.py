@@ -347,6 +347,53 @@ def test_batchnorm(data, spatial):
 
 
 @SOME
+@given(st.data(), st.booleans())
+def test_layernorm_and_groupnorm(data, grouped):
+    draw = data.draw
+    rng = rng_of(draw)
+    n = draw(st.integers(1, 3))
+    if grouped:
+        groups = draw(st.integers(1, 3))
+        channels = groups * draw(st.integers(1, 3))
+        x = randn(rng, n, channels, draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        param_shape = draw(st.sampled_from([(channels,), (1, channels, 1, 1)]))
+    else:
+        x = randn(rng, n, draw(st.integers(1, 5)))
+        param_shape = (x.shape[1],)
+    gamma, beta = randn(rng, *param_shape), randn(rng, *param_shape)
+    param_name = "gn_param" if grouped else "ln_param"
+    param: Any = {"eps": draw(st.sampled_from([1e-5, 1e-2]))} if draw(st.booleans()) else {}
+    mutations = [None, "param", "eps", "x ndim", "x empty", "gamma", "beta"] + (["G"] if grouped else [])
+    mutation = draw(st.sampled_from(mutations))
+    event(f"mutation: {mutation}")
+    bad: tuple[str, ...] = ()
+    if mutation == "param":
+        param, bad = draw(st.sampled_from([None, 1e-5, [("eps", 1e-5)]])), (param_name,)
+    elif mutation == "eps":
+        param, bad = {"eps": draw(st.sampled_from([0.0, -1e-5, float("nan"), "1e-5", None]))}, (f"{param_name}['eps']",)
+    elif mutation == "x ndim":
+        x, bad = x[..., None], ("x",)
+    elif mutation == "x empty":
+        x, bad = x[:0], ("x",)
+    elif mutation == "gamma":
+        gamma, bad = randn(rng, *param_shape[:-1], param_shape[-1] + 1), ("gamma",)
+    elif mutation == "beta":
+        beta, bad = randn(rng, *param_shape, 1), ("beta",)
+    if grouped:
+        G: Any = groups
+        if mutation == "G":
+            G = draw(st.sampled_from([0, -1, 2.0, None, channels + 1]))
+            bad = ("G",)
+        args: tuple = (x, gamma, beta, G, param)
+        name = "spatial_groupnorm_forward"
+    else:
+        args, name = (x, gamma, beta, param), "layernorm_forward"
+    both_sides(name, args, bad, x.shape)
+    if not bad:
+        check_backward(draw, rng, name, name.replace("forward", "backward"), args, (x.shape, gamma.shape, beta.shape))
+
+
+@SOME
 @given(st.data())
 def test_dropout(data):
     draw = data.draw
@@ -819,6 +866,22 @@ SAME_MESSAGE_CASES = [
      "bn_param['mode'] must be 'train' or 'test', got 'eval'"),
     ("spatial_batchnorm_forward", lambda: (_r(2, 3, 4, 4), _r(4), _r(3), {"mode": "train"}),
      "gamma must have shape (3,), one per channel of x, got shape (4,)"),
+    ("layernorm_forward", lambda: (_r(4, 3), _r(4), _r(3), {}),
+     "gamma must have shape (3,), one per feature of x, got shape (4,)"),
+    ("layernorm_forward", lambda: (_r(4, 3, 2), _r(3), _r(3), {}), "x must have shape (N, D), got shape (4, 3, 2)"),
+    ("layernorm_forward", lambda: (_r(4, 3), _r(3), _r(3), {"eps": 0}), "ln_param['eps'] must be a positive number, got 0"),
+    ("layernorm_forward", lambda: (_r(4, 3), _r(3), _r(3), None), "ln_param must be a dict, got NoneType"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3, 3), _r(1, 6, 1, 1), _r(1, 6, 1, 1), 4, {}),
+     "G = 4 groups must divide the 6 channels of x"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3, 3), _r(1, 6, 1, 1), _r(1, 6, 1, 1), 0, {}), "G must be >= 1, got 0"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3, 3), _r(1, 6, 1, 1), _r(1, 6, 1, 1), 2.0, {}),
+     "G must be an integer, got 2.0"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3, 3), _r(1, 6, 1, 1), _r(6, 1), 3, {}),
+     "beta must have shape (1, 6, 1, 1) or (6,), one per channel of x, got shape (6, 1)"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3), _r(1, 6, 1, 1), _r(1, 6, 1, 1), 3, {}),
+     "x must have shape (N, C, H, W), got shape (2, 6, 3)"),
+    ("spatial_groupnorm_forward", lambda: (_r(2, 6, 3, 3), _r(1, 6, 1, 1), _r(1, 6, 1, 1), 3, {"eps": -1.0}),
+     "gn_param['eps'] must be a positive number, got -1.0"),
     ("dropout_forward", lambda: (_r(3, 4), {"mode": "train", "p": 0}),
      "dropout_param['p'] (probability of keeping a unit) must be in (0, 1], got 0"),
     ("softmax_loss", lambda: (_r(3, 4), np.array([0, 4, 1])), "y: labels must be in [0, 4), got values from 0 to 4"),
@@ -849,11 +912,15 @@ def test_both_sides_say_the_same_thing(name, make_args, expected):
 
 @pytest.mark.parametrize("forward,backward", [("conv_forward_fast", "conv_backward_fast"),
                                               ("max_pool_forward_fast", "max_pool_backward_fast"),
-                                              ("dropout_forward", "dropout_backward")])
+                                              ("dropout_forward", "dropout_backward"),
+                                              ("layernorm_forward", "layernorm_backward"),
+                                              ("spatial_groupnorm_forward", "spatial_groupnorm_backward")])
 def test_backward_refuses_a_wrong_dout_in_the_same_words(forward, backward):
     args = {"conv_forward_fast": (_r(2, 3, 6, 6), _r(4, 3, 3, 3), _r(4), {"stride": 1, "pad": 1}),
             "max_pool_forward_fast": (_r(2, 3, 6, 6), {"pool_height": 2, "pool_width": 2, "stride": 2}),
-            "dropout_forward": (_r(2, 3), {"mode": "test", "p": 0.5})}[forward]
+            "dropout_forward": (_r(2, 3), {"mode": "test", "p": 0.5}),
+            "layernorm_forward": (_r(2, 3), _r(3), _r(3), {}),
+            "spatial_groupnorm_forward": (_r(2, 4, 3, 3), _r(1, 4, 1, 1), _r(1, 4, 1, 1), 2, {})}[forward]
     messages = {}
     for side in SIDE_MODULES:
         out, cache = layer(side, forward)(*copy.deepcopy(args))

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from autograd.test_util import check_grads
 
 import reference.conv_layers as ref_conv
 import reference.fast_layers as ref_fast
 import reference.layer_utils as ref_utils
 import reference.layers as ref
-from autocnn.core import layer_utils, layers
+from autocnn.core import layer_utils, layers, ops
 from autocnn.tools.gradcheck import rel_error
 
 TOL = {np.float64: 1e-8, np.float32: 1e-5}
@@ -52,14 +53,14 @@ def assert_close(ours, theirs, dtype, what=""):
     assert error <= TOL[dtype], f"{what}: error {error:.3e} > {TOL[dtype]:.0e}"
 
 
-def compare(ours_forward, ours_backward, ref_forward, ref_backward, inputs, extra, dtype, seed=0):
-    """Run both sides on the same inputs and upstream gradient; compare out and every grad."""
+def compare(ours_forward, ours_backward, ref_forward, ref_backward, inputs, extra, dtype, seed=0, close=assert_close):
+    """Run both sides on the same inputs and upstream gradient; compare out and every grad with close."""
     rng = np.random.RandomState(seed)
     inputs = [np.asarray(a, dtype=dtype) for a in inputs]
     out_ref, cache_ref = ref_forward(*[a.copy() for a in inputs], *extra())
     out, cache = ours_forward(*[a.copy() for a in inputs], *extra())
     assert out.dtype == dtype, f"forward upcast {dtype} to {out.dtype}"
-    assert_close(out, out_ref, dtype, "out")
+    close(out, out_ref, dtype, "out")
     dout = rng.randn(*out_ref.shape).astype(dtype)
     grads_ref = ref_backward(dout, cache_ref)
     grads = ours_backward(dout, cache)
@@ -68,7 +69,7 @@ def compare(ours_forward, ours_backward, ref_forward, ref_backward, inputs, extr
     assert len(grads) == len(grads_ref)
     for index, (g, g_ref) in enumerate(zip(grads, grads_ref)):
         assert np.asarray(g).dtype == dtype, f"grad {index} upcast to {np.asarray(g).dtype}"
-        assert_close(g, g_ref, dtype, f"grad {index}")
+        close(g, g_ref, dtype, f"grad {index}")
 
 
 @st.composite
@@ -175,6 +176,69 @@ def test_batchnorm_train_then_test(dtype, spatial, backward_name):
     params = iter([ours_param, ref_param])
     compare(ours_fwd, ours_bwd, ref_fwd, ref_bwd, [rng.randn(*shape), rng.randn(size), rng.randn(size)],
             lambda: (next(params),), dtype)
+
+
+# The normalisations' dx entries cancel to near zero (each row or group of dx sums to
+# zero), where float64 rounding gives them elementwise relative errors up to ~1e-8 that
+# say nothing about the gradient. Measured against each output's own scale instead, the
+# two sides agree to ~2e-13 (float64) over hypothesis-drawn shapes, held to 1e-12.
+NORM_TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def well_spread(rng, shape):
+    """
+    Rows (along the last axis) of distinct values about 1 apart, in random order.
+
+    In float32 a row whose values lie close together relative to their size loses digits
+    in x - mean, and inv_std magnifies the loss: with two entries 0.05 apart near 1, the
+    hand-written float32 dx is 2.5e-5 of its scale off the float64 one (the derived one
+    3e-7). That measures the input's conditioning, not either side, so float32 is compared
+    on rows like these; float64 gets the close rows too.
+    """
+    return np.argsort(rng.rand(*shape), axis=-1) + 0.1 * rng.randn(*shape)
+
+
+def assert_close_to_scale(ours, theirs, dtype, what=""):
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape}"
+    error = scale_error(ours, theirs)
+    assert error <= NORM_TOL[dtype], f"{what}: error {error:.3e} of its scale > {NORM_TOL[dtype]:.0e}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FAST
+@given(n=st.integers(1, 4), d=st.integers(1, 7), eps=st.sampled_from([1e-5, 1e-2]),
+       spread=st.sampled_from([1e-2, 1.0, 4.0]), seed=st.integers(0, 2**16))
+def test_layernorm(dtype, n, d, eps, spread, seed):
+    rng = np.random.RandomState(seed)
+    x = spread * rng.randn(n, d) + rng.randn(n, 1) if dtype == np.float64 else well_spread(rng, (n, d))
+    compare(layers.layernorm_forward, layers.layernorm_backward, ref.layernorm_forward, ref.layernorm_backward,
+            [x, rng.randn(d), rng.randn(d)], lambda: ({"eps": eps},), dtype, seed, close=assert_close_to_scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FAST
+@given(n=st.integers(1, 3), groups=st.integers(1, 3), per_group=st.integers(1, 3), h=st.integers(1, 4),
+       w=st.integers(1, 3), flat_params=st.booleans(), eps=st.sampled_from([1e-5, 1e-2]), seed=st.integers(0, 2**16))
+def test_spatial_groupnorm(dtype, n, groups, per_group, h, w, flat_params, eps, seed):
+    rng = np.random.RandomState(seed)
+    c = groups * per_group
+    param_shape = (c,) if flat_params else (1, c, 1, 1)
+    if dtype == np.float64:
+        x = 2 * rng.randn(n, c, h, w) + rng.randn(1, c, 1, 1)
+    else:
+        x = well_spread(rng, (n, groups, per_group * h * w)).reshape(n, c, h, w)
+    compare(layers.spatial_groupnorm_forward, layers.spatial_groupnorm_backward, ref_conv.spatial_groupnorm_forward,
+            ref_conv.spatial_groupnorm_backward, [x, rng.randn(*param_shape), rng.randn(*param_shape)],
+            lambda: (groups, {"eps": eps}), dtype, seed, close=assert_close_to_scale)
+
+
+def test_normalisation_ops_differentiate_twice():
+    rng = np.random.RandomState(8)
+    check_grads(lambda x, g, b: ops.layernorm(x, g, b, 1e-2), modes=["rev"], order=2)(
+        rng.randn(3, 5), rng.randn(5), rng.randn(5))
+    check_grads(lambda x, g, b: ops.spatial_groupnorm(x, g, b, 2, 1e-2), modes=["rev"], order=2)(
+        rng.randn(2, 4, 3, 2), rng.randn(1, 4, 1, 1), rng.randn(4))
 
 
 def test_batchnorm_rejects_unknown_mode():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numerical import numerical_gradient_array, rel_error
+from numerical import close_to_numerical, numerical_gradient_array, rel_error
 
 from reference.conv_layers import (
     conv_backward_naive,
@@ -24,6 +24,8 @@ from reference.conv_layers import (
     max_pool_forward_naive,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
 )
 import reference.fast_layers
 from reference.fast_layers import (
@@ -42,7 +44,7 @@ from reference.layer_utils import (
     conv_relu_pool_backward,
     conv_relu_pool_forward,
 )
-from reference.layers import batchnorm_forward
+from reference.layers import batchnorm_forward, layernorm_forward
 
 GRAD_TOL = 1e-7
 FAST_TOL = 1e-10
@@ -412,6 +414,80 @@ def test_spatial_batchnorm_backward_matches_numerical(mode, shape):
     assert rel_error(dx, numerical_gradient_array(lambda v: forward(v, gamma, beta), x, dout)) < GRAD_TOL
     assert rel_error(dgamma, numerical_gradient_array(lambda v: forward(x, v, beta), gamma, dout)) < GRAD_TOL
     assert rel_error(dbeta, numerical_gradient_array(lambda v: forward(x, gamma, v), beta, dout)) < GRAD_TOL
+
+
+# ---------------------------------------------------------------------------
+# Spatial group normalisation
+# ---------------------------------------------------------------------------
+
+
+def test_spatial_groupnorm_normalises_each_group_of_each_image():
+    rng = rng_for(30)
+    N, C, H, W, G = 3, 6, 4, 5, 2
+    x = 4 * rng.standard_normal((N, C, H, W)) + 10 * rng.standard_normal((1, C, 1, 1))
+    gamma, beta = rng.standard_normal((1, C, 1, 1)), rng.standard_normal((1, C, 1, 1))
+    out, _ = spatial_groupnorm_forward(x, gamma, beta, G, {"eps": 1e-3})
+    x_hat = ((out - beta) / gamma).reshape(N, G, C // G, H, W)
+    group_var = x.reshape(N, G, -1).var(axis=2)
+    np.testing.assert_allclose(x_hat.mean(axis=(2, 3, 4)), 0, atol=1e-12)
+    np.testing.assert_allclose(x_hat.std(axis=(2, 3, 4)), np.sqrt(group_var / (group_var + 1e-3)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("G", [1, 2, 4])
+def test_spatial_groupnorm_is_layernorm_of_each_group(G):
+    """Group g of image n is rows (consecutive channels, all pixels) of a layer-normalised matrix."""
+    x = rng_for(31, G).standard_normal((2, 4, 3, 3))
+    out, _ = spatial_groupnorm_forward(x, np.ones((1, 4, 1, 1)), np.zeros((1, 4, 1, 1)), G, {})
+    rows = x.reshape(2 * G, -1)
+    expected, _ = layernorm_forward(rows, np.ones(rows.shape[1]), np.zeros(rows.shape[1]), {})
+    np.testing.assert_allclose(out, expected.reshape(x.shape), rtol=1e-12, atol=1e-14)
+
+
+def test_spatial_groupnorm_takes_gamma_and_beta_of_shape_c_too():
+    rng = rng_for(32)
+    x, gamma, beta = rng.standard_normal((2, 6, 3, 2)), rng.standard_normal(6), rng.standard_normal(6)
+    flat_out, flat_cache = spatial_groupnorm_forward(x, gamma, beta, 3, {})
+    out, cache = spatial_groupnorm_forward(x, gamma.reshape(1, 6, 1, 1), beta.reshape(1, 6, 1, 1), 3, {})
+    np.testing.assert_array_equal(flat_out, out)
+    dout = rng.standard_normal(x.shape)
+    flat_grads, grads = spatial_groupnorm_backward(dout, flat_cache), spatial_groupnorm_backward(dout, cache)
+    assert [g.shape for g in flat_grads] == [x.shape, (6,), (6,)]
+    assert [g.shape for g in grads] == [x.shape, (1, 6, 1, 1), (1, 6, 1, 1)]
+    for flat, shaped in zip(flat_grads, grads):
+        np.testing.assert_array_equal(flat.ravel(), shaped.ravel())
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), groups=st.integers(1, 3), per_group=st.integers(1, 3), h=st.integers(1, 3),
+       w=st.integers(1, 4), flat_params=st.booleans(), eps=st.sampled_from([1e-5, 1e-2]),
+       seed=st.integers(0, 2**16))
+def test_spatial_groupnorm_backward_matches_numerical(n, groups, per_group, h, w, flat_params, eps, seed):
+    """N = 1, one channel per group, single pixels, odd sizes, G = 1 and G = C all drawn."""
+    rng = rng_for(33, seed)
+    c = groups * per_group
+    param_shape = (c,) if flat_params else (1, c, 1, 1)
+    x = 2 * rng.standard_normal((n, c, h, w)) + rng.standard_normal((1, c, 1, 1))
+    gamma, beta = rng.standard_normal(param_shape), rng.standard_normal(param_shape)
+    dout = rng.standard_normal(x.shape)
+    gn_param = {"eps": eps}
+
+    def forward(x_, gamma_, beta_):
+        return spatial_groupnorm_forward(x_, gamma_, beta_, groups, gn_param)[0]
+
+    _, cache = spatial_groupnorm_forward(x, gamma, beta, groups, gn_param)
+    dx, dgamma, dbeta = spatial_groupnorm_backward(dout, cache)
+    assert dx.shape == x.shape and dgamma.shape == param_shape and dbeta.shape == param_shape
+    assert close_to_numerical(dx, numerical_gradient_array(lambda v: forward(v, gamma, beta), x, dout))
+    assert close_to_numerical(dgamma, numerical_gradient_array(lambda v: forward(x, v, beta), gamma, dout))
+    assert close_to_numerical(dbeta, numerical_gradient_array(lambda v: forward(x, gamma, v), beta, dout))
+
+
+def test_spatial_groupnorm_keeps_float32():
+    x = rng_for(34).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    gamma, beta = np.ones((1, 4, 1, 1), np.float32), np.zeros((1, 4, 1, 1), np.float32)
+    out, cache = spatial_groupnorm_forward(x, gamma, beta, 2, {})
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in spatial_groupnorm_backward(np.ones_like(out), cache))
 
 
 # ---------------------------------------------------------------------------

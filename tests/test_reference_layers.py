@@ -13,7 +13,9 @@ import warnings
 
 import numpy as np
 import pytest
-from numerical import numerical_gradient, numerical_gradient_array, rel_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numerical import close_to_numerical, numerical_gradient, numerical_gradient_array, rel_error
 
 from reference.layer_utils import (
     affine_batchnorm_relu_backward,
@@ -29,6 +31,8 @@ from reference.layers import (
     batchnorm_forward,
     dropout_backward,
     dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
     relu_backward,
     relu_forward,
     softmax_loss,
@@ -227,6 +231,68 @@ def test_batchnorm_keeps_float32():
     assert out.dtype == np.float32
     assert all(g.dtype == np.float32 for g in batchnorm_backward(np.ones_like(out), cache))
     assert all(g.dtype == np.float32 for g in batchnorm_backward_alt(np.ones_like(out), cache))
+
+
+# ---------------------------------------------------------------------------
+# Layer normalisation
+# ---------------------------------------------------------------------------
+
+
+def test_layernorm_forward_normalises_each_row():
+    rng = rng_for(20)
+    x = 5 * rng.standard_normal((4, 60)) + rng.standard_normal((4, 1)) * 10
+    gamma, beta = rng.standard_normal(60), rng.standard_normal(60)
+    out, _ = layernorm_forward(x, gamma, beta, {"eps": 1e-3})
+    x_hat = (out - beta) / gamma
+    row_var = x.var(axis=1)
+    np.testing.assert_allclose(x_hat.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(x_hat.std(axis=1), np.sqrt(row_var / (row_var + 1e-3)), rtol=1e-12)
+
+
+def test_layernorm_is_batchnorm_of_the_transpose():
+    """Normalising rows is normalising the columns of x.T: the two layers agree to rounding."""
+    x = 3 * rng_for(21).standard_normal((5, 8)) + 2
+    out, _ = layernorm_forward(x, np.ones(8), np.zeros(8), {})
+    transposed, _ = batchnorm_forward(x.T.copy(), np.ones(5), np.zeros(5), {"mode": "train"})
+    np.testing.assert_allclose(out, transposed.T, rtol=1e-12, atol=1e-14)
+
+
+def test_layernorm_is_the_same_in_both_modes_and_keeps_float32():
+    x = rng_for(22).standard_normal((3, 6)).astype(np.float32)
+    gamma, beta = np.full(6, 2.0, np.float32), np.ones(6, np.float32)
+    train, cache = layernorm_forward(x, gamma, beta, {"mode": "train"})
+    test, _ = layernorm_forward(x, gamma, beta, {"mode": "test"})
+    np.testing.assert_array_equal(train, test)
+    assert train.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in layernorm_backward(np.ones_like(train), cache))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 4), d=st.integers(1, 7), eps=st.sampled_from([1e-5, 1e-2]),
+       scale=st.sampled_from([1e-2, 1.0, 4.0]), seed=st.integers(0, 2**16))
+def test_layernorm_backward_matches_numerical(n, d, eps, scale, seed):
+    """Any batch size (1 included) and width; spreads near sqrt(eps) make eps matter."""
+    rng = rng_for(23, seed)
+    x = scale * rng.standard_normal((n, d)) + rng.standard_normal((n, 1))
+    gamma, beta, dout = rng.standard_normal(d), rng.standard_normal(d), rng.standard_normal((n, d))
+    ln_param = {"eps": eps}
+
+    def forward(x_, gamma_, beta_):
+        return layernorm_forward(x_, gamma_, beta_, ln_param)[0]
+
+    _, cache = layernorm_forward(x, gamma, beta, ln_param)
+    dx, dgamma, dbeta = layernorm_backward(dout, cache)
+    assert dx.shape == x.shape and dgamma.shape == gamma.shape and dbeta.shape == beta.shape
+    assert close_to_numerical(dx, numerical_gradient_array(lambda v: forward(v, gamma, beta), x, dout))
+    assert close_to_numerical(dgamma, numerical_gradient_array(lambda v: forward(x, v, beta), gamma, dout))
+    assert close_to_numerical(dbeta, numerical_gradient_array(lambda v: forward(x, gamma, v), beta, dout))
+
+
+def test_layernorm_backward_refuses_a_batchnorm_cache():
+    x = rng_for(24).standard_normal((4, 3))
+    _, bn_cache = batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "train"})
+    with pytest.raises(ValueError, match="layernorm_forward"):
+        layernorm_backward(np.ones_like(x), bn_cache)
 
 
 # ---------------------------------------------------------------------------

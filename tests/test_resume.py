@@ -1,4 +1,4 @@
-"""Resumable training (issue 7): a run killed with SIGKILL in the middle of an epoch and
+"""Resumable training: a run killed with SIGKILL in the middle of an epoch and
 continued with ``autocnn train --resume DIR`` ends bitwise where an uninterrupted run of
 the same seed ends."""
 

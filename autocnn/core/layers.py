@@ -21,10 +21,12 @@ from autocnn.core.param_dicts import batchnorm_settings, dropout_keep
 from reference import validation
 
 __all__ = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "batchnorm_forward",
-           "batchnorm_backward", "batchnorm_backward_alt", "dropout_forward", "dropout_backward",
-           "softmax_loss", "svm_loss", "conv_forward_naive", "conv_backward_naive", "conv_forward_fast",
-           "conv_backward_fast", "max_pool_forward_naive", "max_pool_backward_naive", "max_pool_forward_fast",
-           "max_pool_backward_fast", "spatial_batchnorm_forward", "spatial_batchnorm_backward"]
+           "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward",
+           "dropout_forward", "dropout_backward", "softmax_loss", "svm_loss", "conv_forward_naive",
+           "conv_backward_naive", "conv_forward_fast", "conv_backward_fast", "max_pool_forward_naive",
+           "max_pool_backward_naive", "max_pool_forward_fast", "max_pool_backward_fast",
+           "spatial_batchnorm_forward", "spatial_batchnorm_backward", "spatial_groupnorm_forward",
+           "spatial_groupnorm_backward"]
 
 
 Cache = DerivedCache
@@ -95,6 +97,25 @@ batchnorm_backward = backward
 # The notebook's "alternative" backward is a simplified hand derivation; autograd's VJP
 # is the same function, so both names are one.
 batchnorm_backward_alt = backward
+
+
+def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, ln_param: dict) -> tuple[np.ndarray, Cache]:
+    """
+    Inputs:
+    - x: Array of shape (N, D); each row is normalized over its D features
+    - gamma, beta: Scale and shift of shape (D,)
+    - ln_param: Dict with optional 'eps' (1e-5); other keys (e.g. 'mode') are ignored,
+      since the layer is the same at train and test time
+
+    Returns a tuple of:
+    - out: Array of shape (N, D)
+    - cache: For layernorm_backward, which returns (dx, dgamma, dbeta)
+    """
+    validation.check_layernorm(x, gamma, beta, ln_param)
+    return forward(ops.layernorm, x, gamma, beta, eps=ln_param.get("eps", 1e-5))
+
+
+layernorm_backward = backward
 
 
 def dropout_forward(x: np.ndarray, dropout_param: dict) -> tuple[np.ndarray, Cache]:
@@ -238,3 +259,25 @@ def spatial_batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
 
 
 spatial_batchnorm_backward = backward
+
+
+def spatial_groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, G: int,
+                              gn_param: dict) -> tuple[np.ndarray, Cache]:
+    """
+    Inputs:
+    - x: Array of shape (N, C, H, W); each image's channels are split into G groups of
+      C // G consecutive channels, each normalized over its channels and pixels
+    - gamma, beta: Scale and shift per channel, of shape (1, C, 1, 1) as the notebook
+      makes them, or (C,); their gradients come back in the same shape
+    - G: Number of groups, a divisor of C
+    - gn_param: Dict with optional 'eps' (1e-5)
+
+    Returns a tuple of:
+    - out: Array of shape (N, C, H, W)
+    - cache: For spatial_groupnorm_backward, which returns (dx, dgamma, dbeta)
+    """
+    validation.check_groupnorm(x, gamma, beta, G, gn_param)
+    return forward(ops.spatial_groupnorm, x, gamma, beta, groups=int(G), eps=gn_param.get("eps", 1e-5))
+
+
+spatial_groupnorm_backward = backward

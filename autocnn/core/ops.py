@@ -40,8 +40,8 @@ def affine(x, w, b):
     - out: Array of shape (N, M)
     """
     # matmul, not dot: autograd's VJP of dot returns dw as a transposed (Fortran-order)
-    # view, and adding that into the C-order gradient buffer cost more than the GEMM itself
-    # (87 ms per step for the 8192x1000 weights); matmul's VJP returns dw C-contiguous.
+    # view, and adding that into the C-order gradient buffer can cost more than the GEMM
+    # itself; matmul's VJP returns dw C-contiguous.
     return anp.matmul(anp.reshape(x, (x.shape[0], -1)), w) + b
 
 
@@ -186,6 +186,63 @@ def spatial_batchnorm(x, gamma, beta, running_mean, running_var, train: bool, mo
     - running_mean, running_var: Updated running statistics of shape (C,)
     """
     return batchnorm(x, gamma, beta, running_mean, running_var, train, momentum, eps)
+
+
+def _normalize(x, axes: tuple[int, ...], eps: float):
+    """
+    (x - mean) / sqrt(var + eps), mean and biased var taken over `axes` of x.
+
+    Sums divided by a Python int, not anp.mean / anp.var: those divide by a numpy int64,
+    which turns float32 values and gradients into float64.
+    """
+    count = int(np.prod([x.shape[axis] for axis in axes]))
+    mean = anp.sum(x, axis=axes, keepdims=True) / count
+    centered = x - mean
+    var = anp.sum(centered * centered, axis=axes, keepdims=True) / count
+    return centered / anp.sqrt(var + eps)
+
+
+def layernorm(x, gamma, beta, eps: float = 1e-5):
+    """
+    Layer normalization: each example normalized over its own features.
+
+    y[i, j] = gamma[j] * (x[i, j] - mu_i) / sqrt(var_i + eps) + beta[j], with mu_i and
+    var_i the mean and biased variance of row i. There are no running statistics: the
+    layer is the same function at train and test time.
+
+    Inputs:
+    - x: Array of shape (N, D)
+    - gamma, beta: Scale and shift of shape (D,)
+    - eps: Added to the variance for numerical stability
+
+    Returns:
+    - out: Array of shape (N, D)
+    """
+    return _normalize(x, (1,), eps) * gamma + beta
+
+
+def spatial_groupnorm(x, gamma, beta, groups: int, eps: float = 1e-5):
+    """
+    Group normalization: each image's channels split into `groups` runs of consecutive
+    channels, each run normalized over its channels and pixels together, then a scale and
+    shift per channel.
+
+    y[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mu_{n,g}) / sqrt(var_{n,g} + eps) + beta[c],
+    with g = c // (C / groups) and mu, var the mean and biased variance of group g of image n.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - gamma, beta: Scale and shift, of shape (1, C, 1, 1) as the notebook makes them, or (C,)
+    - groups: Number of groups G; must divide C
+    - eps: Added to the variance for numerical stability
+
+    Returns:
+    - out: Array of shape (N, C, H, W)
+    """
+    n, c, h, w = x.shape
+    grouped = anp.reshape(x, (n, groups, c // groups, h, w))
+    x_hat = anp.reshape(_normalize(grouped, (2, 3, 4), eps), x.shape)
+    return x_hat * anp.reshape(gamma, (1, c, 1, 1)) + anp.reshape(beta, (1, c, 1, 1))
 
 
 def dropout_mask(shape: tuple[int, ...], keep_prob: float, rng: np.random.RandomState | None = None) -> np.ndarray:

@@ -26,8 +26,8 @@ A run with an output folder writes there:
 newest checkpoint in DIR and finishes the run with bitwise the same parameters
 and histories as an uninterrupted run of the same seed.
 
-This module's top-level imports stay light (no numpy, no matplotlib) so that
-``autocnn --help`` is fast; the work imports them inside functions.
+Models, the Solver, the data loader and matplotlib are imported inside the functions
+that use them, so ``autocnn --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -46,10 +44,12 @@ from typing import Any, Iterator, Sequence, TextIO
 
 from autocnn.files import atomic_save_npz, atomic_write_json
 from autocnn.tools.provenance import git_state, machine_info
+from autocnn.training import optim
+from reference import validation
 
 MODELS = ("three-layer", "fc", "convnet")
 IMPLS = ("autocnn", "reference")
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+UPDATE_RULES = tuple(optim.UPDATE_RULES)  # the Solver's own list
 DTYPES = ("float32", "float64")
 LOSSES = ("softmax", "svm")
 
@@ -201,42 +201,42 @@ class TrainConfig:
         if config.weight_scale == "he" and config.impl == "reference":
             raise ValueError("--weight-scale he is an autocnn option; give --impl reference a number")
         if config.weight_scale != "he":
-            _check_positive("--weight-scale", config.weight_scale)
+            validation.check_positive_number("--weight-scale", config.weight_scale)
         for flag, value in (("--learning-rate", config.learning_rate), ("--lr-decay", config.lr_decay)):
-            _check_positive(flag, value)
+            validation.check_positive_number(flag, value)
         if not isinstance(config.reg, (int, float)) or isinstance(config.reg, bool) or config.reg < 0:
             raise ValueError(f"--reg must be a number >= 0, got {config.reg!r}")
         if not 0 < config.dropout <= 1:
             raise ValueError(f"--dropout is a keep probability in (0, 1], got {config.dropout!r}")
         if config.time_budget is not None:
-            _check_positive("--time-budget", config.time_budget)
+            validation.check_positive_number("--time-budget", config.time_budget)
         for flag, value, minimum in (("--batch-size", config.batch_size, 1), ("--epochs", config.num_epochs, 0),
                                      ("--print-every", config.print_every, 1),
                                      ("--num-train-samples", config.num_train_samples, 1),
                                      ("keep_checkpoints", config.keep_checkpoints, 1)):
-            _check_int(flag, value, minimum)
+            validation.check_int(flag, value, minimum)
         for flag, value in (("--num-filters", config.num_filters), ("--filter-size", config.filter_size)):
             if value is not None:
-                _check_int(flag, value, 1)
+                validation.check_int(flag, value, 1)
         for size in config.hidden_dims:
-            _check_int("--hidden-dims", size, 1)
+            validation.check_int("--hidden-dims", size, 1)
         for size in (size for block in config.blocks or [] for size in block):
-            _check_int("--blocks", size, 1)
+            validation.check_int("--blocks", size, 1)
         if len(config.split) != 3:
             raise ValueError(f"--split needs three sizes TRAIN,VAL,TEST, got {config.split!r}")
         for flag, value in zip(("--split TRAIN", "--split VAL", "--split TEST"), config.split):
-            _check_int(flag, value, 0)
+            validation.check_int(flag, value, 0)
         config.split = [int(value) for value in config.split]
         if config.split[0] < 1 or config.split[1] < 1:
             raise ValueError(f"--split needs at least one training and one validation image, got {config.split}")
         if config.num_train is not None:
-            _check_int("--num-train", config.num_train, 1)
+            validation.check_int("--num-train", config.num_train, 1)
             if config.num_train > config.split[0]:
                 raise ValueError(f"--num-train {config.num_train} exceeds the {config.split[0]} images "
                                  "of the training split (--split)")
         if config.seed is None:
             config.seed = int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
-        _check_int("--seed", config.seed, 0)
+        validation.check_int("--seed", config.seed, 0)
         return config
 
 
@@ -340,9 +340,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
     - autocnn.training.solver.TrainingDivergedError if the loss became NaN or infinite
       (metrics.json then records status 'diverged'; the last good checkpoint stays).
     """
-    import numpy as np
-
-    from autocnn.training.solver import TrainingStopped, latest_checkpoint
+    from autocnn.training.solver import latest_checkpoint
 
     started = time.perf_counter()
     machine = machine_info()  # at the start: the load a run had, not the load it left
@@ -352,13 +350,7 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
         raise ValueError(f"{out} already holds a run; continue it with --resume {out}, "
                          "or pass --overwrite to start over there")
     data = load_data(config)  # Before anything is written: a data error leaves no half-made run behind.
-    checkpoint_name = None
-    if out is not None:
-        checkpoint_name = out / CHECKPOINT_DIR / CHECKPOINT_PREFIX
-        if not resume:
-            _clear_output(out)
-        # On resume too: a longer --epochs must survive a second interruption.
-        atomic_write_json(out / CONFIG_FILE, config.to_dict())
+    checkpoint_name = _prepare_output(out, config, resume)
 
     with _tee_stdout(out / LOG_FILE if out is not None else None, append=resume):
         if config.verbose:
@@ -367,69 +359,13 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
         model = build_model(config)
         checkpoint = latest_checkpoint(checkpoint_name) if resume and checkpoint_name is not None else None
         solver = _make_solver(config, model, data, checkpoint_name, checkpoint)
-        resumed_from = None
-        if checkpoint is not None:
-            resumed_from = {"checkpoint": str(checkpoint), "epoch": solver.epoch, "iteration": solver.iteration}
-            if config.verbose:
-                print(f"(Resuming from {checkpoint}: epoch {solver.epoch}, iteration "
-                      f"{solver.iteration} / {solver.num_iterations})")
-        elif resume and config.verbose:
-            print(f"(No checkpoint in {out} yet: starting the run from the beginning)")
-
-        if config.time_budget is not None:
-            deadline = time.monotonic() + 60.0 * config.time_budget
-            solver.stop_when = lambda: time.monotonic() >= deadline
+        resumed_from = _report_resume(solver, checkpoint, config, out) if resume else None
         first_iteration = solver.iteration
-        status, stop_note, error = "completed", None, None
-        train_started = time.perf_counter()
-        try:
-            # NaN / Inf are caught by the Solver with a clear message; numpy's own
-            # overflow warnings would only bury it.
-            with np.errstate(over="ignore", invalid="ignore"):
-                solver.train()
-        except TrainingStopped:  # only the time budget sets stop_when
-            status = "time budget reached"
-            stop_note = _finish_after_budget(solver, data, config)
-        except FloatingPointError as diverged:
-            status, error = "diverged", diverged
-        train_seconds = time.perf_counter() - train_started
-
-        final_params = solver.final_params or {
-            name: np.array(value, copy=True) for name, value in model.params.items()}
-        test_acc = None
-        if error is None and len(data.get("X_test", ())) > 0:
-            test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
-        iterations_done = solver.iteration - first_iteration
-        metrics = {
-            "status": status,
-            "note": stop_note if stop_note is not None else (str(error) if error is not None else None),
-            "config": config.to_dict(),
-            "data": {key: list(value.shape) for key, value in data.items()},
-            "data_source": _data_source(config.data_dir),
-            "num_parameters": int(sum(np.size(value) for value in model.params.values())),
-            "iterations_per_epoch": solver.iterations_per_epoch,
-            "num_iterations": solver.num_iterations,
-            "iterations_done": solver.iteration,
-            "epochs_completed": solver.epoch,
-            "loss_history": [float(value) for value in solver.loss_history],
-            "train_acc_history": [float(value) for value in solver.train_acc_history],
-            "val_acc_history": [float(value) for value in solver.val_acc_history],
-            "best_val_acc": float(solver.best_val_acc),
-            "final_train_acc": _last(solver.train_acc_history),
-            "final_val_acc": _last(solver.val_acc_history),
-            "test_acc": test_acc,
-            "test_acc_of": "best params" if test_acc is not None else None,
-            "wall_time_s": None,
-            "train_time_s": round(train_seconds, 3),
-            "images_trained": iterations_done * config.batch_size,
-            "images_per_s": round(iterations_done * config.batch_size / train_seconds, 2) if train_seconds > 0 else None,
-            "images_per_s_note": "minibatch images per second of training, including the per-epoch accuracy checks",
-            "resumed_from": resumed_from,
-            "machine": machine,
-            **git_state(),
-            "files": {},
-        }
+        status, note, error, train_seconds = _train(solver, data, config)
+        metrics = _metrics(config, data, model, solver, status, note, error, train_seconds,
+                           solver.iteration - first_iteration, resumed_from, machine)
         if out is not None:
+            final_params = solver.final_params or _copied(model.params)
             metrics["files"] = _write_outputs(out, config, model, solver, final_params, status)
         metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
         if out is not None:
@@ -439,6 +375,107 @@ def run_training(config: TrainConfig, resume: bool = False, overwrite: bool = Fa
     if error is not None:
         raise error
     return TrainResult(metrics=metrics, model=model, solver=solver, out=out)
+
+
+def _prepare_output(out: Path | None, config: TrainConfig, resume: bool) -> Path | None:
+    """Create the output folder (clearing a fresh run's stale checkpoints), save the config;
+    return the checkpoint prefix, or None when the run writes nothing."""
+    if out is None:
+        return None
+    if not resume:
+        _clear_output(out)
+    # On resume too: a longer --epochs must survive a second interruption.
+    atomic_write_json(out / CONFIG_FILE, config.to_dict())
+    return out / CHECKPOINT_DIR / CHECKPOINT_PREFIX
+
+
+def _report_resume(solver: Any, checkpoint: Path | None, config: TrainConfig, out: Path | None) -> dict | None:
+    """Say where a resumed run continues from; return that as the metrics' resumed_from."""
+    if checkpoint is None:
+        if config.verbose:
+            print(f"(No checkpoint in {out} yet: starting the run from the beginning)")
+        return None
+    if config.verbose:
+        print(f"(Resuming from {checkpoint}: epoch {solver.epoch}, iteration "
+              f"{solver.iteration} / {solver.num_iterations})")
+    return {"checkpoint": str(checkpoint), "epoch": solver.epoch, "iteration": solver.iteration}
+
+
+def _train(solver: Any, data: dict, config: TrainConfig) -> tuple[str, str | None, BaseException | None, float]:
+    """
+    Run solver.train() under the config's time budget.
+
+    Returns:
+    - (status, note, error, seconds): status 'completed', 'time budget reached' or
+      'diverged'; the note says where a budget stopped it; error is the divergence.
+    """
+    import numpy as np
+
+    from autocnn.training.solver import TrainingStopped
+
+    if config.time_budget is not None:
+        deadline = time.monotonic() + 60.0 * config.time_budget
+        solver.stop_when = lambda: time.monotonic() >= deadline
+    status, note, error = "completed", None, None
+    train_started = time.perf_counter()
+    try:
+        # NaN / Inf are caught by the Solver with a clear message; numpy's own
+        # overflow warnings would only bury it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            solver.train()
+    except TrainingStopped:  # only the time budget sets stop_when
+        status = "time budget reached"
+        note = _finish_after_budget(solver, data, config)
+    except FloatingPointError as diverged:
+        status, note, error = "diverged", str(diverged), diverged
+    return status, note, error, time.perf_counter() - train_started
+
+
+def _metrics(config: TrainConfig, data: dict, model: Any, solver: Any, status: str, note: str | None,
+             error: BaseException | None, train_seconds: float, iterations_done: int,
+             resumed_from: dict | None, machine: dict) -> dict[str, Any]:
+    """The content of metrics.json (files and wall_time_s are filled in once the outputs are written)."""
+    import numpy as np
+
+    test_acc = None
+    if error is None and len(data.get("X_test", ())) > 0:
+        test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
+    images = iterations_done * config.batch_size
+    return {
+        "status": status,
+        "note": note,
+        "config": config.to_dict(),
+        "data": {key: list(value.shape) for key, value in data.items()},
+        "data_source": _data_source(config.data_dir),
+        "num_parameters": int(sum(np.size(value) for value in model.params.values())),
+        "iterations_per_epoch": solver.iterations_per_epoch,
+        "num_iterations": solver.num_iterations,
+        "iterations_done": solver.iteration,
+        "epochs_completed": solver.epoch,
+        "loss_history": [float(value) for value in solver.loss_history],
+        "train_acc_history": [float(value) for value in solver.train_acc_history],
+        "val_acc_history": [float(value) for value in solver.val_acc_history],
+        "best_val_acc": float(solver.best_val_acc),
+        "final_train_acc": _last(solver.train_acc_history),
+        "final_val_acc": _last(solver.val_acc_history),
+        "test_acc": test_acc,
+        "test_acc_of": "best params" if test_acc is not None else None,
+        "wall_time_s": None,
+        "train_time_s": round(train_seconds, 3),
+        "images_trained": images,
+        "images_per_s": round(images / train_seconds, 2) if train_seconds > 0 else None,
+        "images_per_s_note": "minibatch images per second of training, including the per-epoch accuracy checks",
+        "resumed_from": resumed_from,
+        "machine": machine,
+        **git_state(),
+        "files": {},
+    }
+
+
+def _copied(arrays: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.array(value, copy=True) for name, value in arrays.items()}
 
 
 def resume_config(out: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -614,16 +651,6 @@ def _tee_stdout(path: Path | None, append: bool) -> Iterator[None]:
 def _check_choice(flag: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_positive(flag: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{flag} must be a positive number, got {value!r}")
-
-
-def _check_int(flag: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value!r}")
 
 
 def _flag(name: str) -> str:

@@ -132,6 +132,33 @@ class TrainableModel(Protocol):
     def loss(self, X: np.ndarray, y: np.ndarray | None = None) -> Any: ...
 
 
+def _check_arguments(model: Any, data: dict, unexpected: dict, *, update_rule: Any, optim_config: Any,
+                     lr_decay: Any, batch_size: Any, num_epochs: Any, num_train_samples: Any,
+                     num_val_samples: Any, print_every: Any, checkpoint_name: Any, keep_checkpoints: Any,
+                     seed: Any) -> None:
+    """The Solver's arguments, checked before anything is set: ValueError naming the first bad one."""
+    if unexpected:
+        raise ValueError(f"Unrecognized Solver arguments: {', '.join(sorted(unexpected))}")
+    if not isinstance(getattr(model, "params", None), dict) or not callable(getattr(model, "loss", None)):
+        raise ValueError("model must have a dict attribute 'params' and a method 'loss(X, y=None)'")
+    _check_data(data, getattr(model, "num_classes", None))
+    validation.check_int("batch_size", batch_size, 1)
+    validation.check_int("num_epochs", num_epochs, 1)
+    validation.check_int("print_every", print_every, 1)
+    for name, value in (("num_train_samples", num_train_samples),
+                        ("num_val_samples", num_val_samples),
+                        ("keep_checkpoints", keep_checkpoints)):
+        if value is not None:
+            validation.check_int(name, value, 1)
+    validation.check_positive_number("lr_decay", lr_decay)
+    if optim_config is not None and not isinstance(optim_config, Mapping):
+        raise ValueError(f"optim_config must be a dict of hyperparameters, got {type(optim_config).__name__}")
+    if checkpoint_name is not None and not isinstance(checkpoint_name, (str, os.PathLike)):
+        raise ValueError(f"checkpoint_name must be a path prefix, got {checkpoint_name!r}")
+    if seed is not None:
+        validation.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
+
+
 class Solver:
     """
     Trains a classification model with minibatch gradient descent.
@@ -189,27 +216,11 @@ class Solver:
         Raises ValueError naming any unknown keyword argument, unknown update
         rule, missing or malformed data entry, or out-of-range setting.
         """
-        if unexpected:
-            raise ValueError(f"Unrecognized Solver arguments: {', '.join(sorted(unexpected))}")
-        if not isinstance(getattr(model, "params", None), dict) or not callable(getattr(model, "loss", None)):
-            raise ValueError("model must have a dict attribute 'params' and a method 'loss(X, y=None)'")
-        _check_data(data, getattr(model, "num_classes", None))
-        validation.check_int("batch_size", batch_size, 1)
-        validation.check_int("num_epochs", num_epochs, 1)
-        validation.check_int("print_every", print_every, 1)
-        for name, value in (("num_train_samples", num_train_samples),
-                            ("num_val_samples", num_val_samples),
-                            ("keep_checkpoints", keep_checkpoints)):
-            if value is not None:
-                validation.check_int(name, value, 1)
-        validation.check_positive_number("lr_decay", lr_decay)
-        if optim_config is not None and not isinstance(optim_config, Mapping):
-            raise ValueError(f"optim_config must be a dict of hyperparameters, got {type(optim_config).__name__}")
-        if checkpoint_name is not None and not isinstance(checkpoint_name, (str, os.PathLike)):
-            raise ValueError(f"checkpoint_name must be a path prefix, got {checkpoint_name!r}")
-        if seed is not None:
-            validation.check_int("seed", seed, 0, 2**32 - 1)  # np.random.RandomState's range
-
+        _check_arguments(model, data, unexpected, update_rule=update_rule, optim_config=optim_config,
+                         lr_decay=lr_decay, batch_size=batch_size, num_epochs=num_epochs,
+                         num_train_samples=num_train_samples, num_val_samples=num_val_samples,
+                         print_every=print_every, checkpoint_name=checkpoint_name,
+                         keep_checkpoints=keep_checkpoints, seed=seed)
         self.model = model
         self.X_train = data["X_train"]
         self.y_train = data["y_train"]
@@ -418,36 +429,11 @@ class Solver:
         checkpoint_id = uuid.uuid4().hex
 
         arrays: dict[str, np.ndarray] = {"meta/checkpoint_id": np.array(checkpoint_id)}
-        for name, value in self.model.params.items():
-            arrays[f"params/{name}"] = np.asarray(value)
-        for name, value in self.best_params.items():
-            arrays[f"best_params/{name}"] = np.asarray(value)
-
-        optim_scalars: dict[str, dict[str, Any]] = {}
-        optim_array_keys: dict[str, list[str]] = {}
-        for name, config in self.optim_configs.items():
-            optim_scalars[name] = {}
-            optim_array_keys[name] = []
-            for key, value in config.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"optim/{name}/{key}"] = value
-                    optim_array_keys[name].append(key)
-                else:
-                    optim_scalars[name][key] = _json_scalar(value, f"optim config '{key}' of '{name}'")
-
-        bn_stat_keys: list[list[str]] = []
-        for index, bn_param in enumerate(getattr(self.model, "bn_params", None) or []):
-            present = [key for key in _BN_STAT_KEYS if key in bn_param]
-            for key in present:
-                arrays[f"bn/{index}/{key}"] = np.asarray(bn_param[key])
-            bn_stat_keys.append(present)
-
-        rng_scalars = {}
-        for label, state in (("rng", self.rng.get_state()), ("global_rng", np.random.get_state())):
-            algorithm, keys, pos, has_gauss, cached_gaussian = state
-            arrays[f"{label}/keys"] = keys
-            rng_scalars[label] = {"algorithm": algorithm, "pos": int(pos), "has_gauss": int(has_gauss),
-                                  "cached_gaussian": float(cached_gaussian)}
+        arrays.update(_prefixed("params", self.model.params))
+        arrays.update(_prefixed("best_params", self.best_params))
+        optim_scalars, optim_array_keys = _split_optim_state(self.optim_configs, arrays)
+        bn_stat_keys = _add_bn_statistics(getattr(self.model, "bn_params", None) or [], arrays)
+        rng_scalars = _add_rng_states({"rng": self.rng.get_state(), "global_rng": np.random.get_state()}, arrays)
 
         record = {
             "format": CHECKPOINT_FORMAT,
@@ -638,6 +624,48 @@ def _json_scalar(value: Any, what: str) -> Any:
 
 def _json_scalars(config: dict[str, Any], what: str) -> dict[str, Any]:
     return {key: _json_scalar(value, f"{what} '{key}'") for key, value in config.items()}
+
+
+def _prefixed(prefix: str, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """{prefix/name: array}: a group of arrays as keys of the checkpoint's .npz."""
+    return {f"{prefix}/{name}": np.asarray(value) for name, value in arrays.items()}
+
+
+def _split_optim_state(optim_configs: dict[str, dict], arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Put each update rule state's arrays into arrays; return its scalars and the array keys per parameter."""
+    optim_scalars: dict[str, dict[str, Any]] = {}
+    optim_array_keys: dict[str, list[str]] = {}
+    for name, config in optim_configs.items():
+        optim_scalars[name] = {}
+        optim_array_keys[name] = []
+        for key, value in config.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optim/{name}/{key}"] = value
+                optim_array_keys[name].append(key)
+            else:
+                optim_scalars[name][key] = _json_scalar(value, f"optim config '{key}' of '{name}'")
+    return optim_scalars, optim_array_keys
+
+
+def _add_bn_statistics(bn_params: list[dict], arrays: dict[str, np.ndarray]) -> list[list[str]]:
+    """Put the batchnorm running statistics into arrays; return which keys each bn_param had."""
+    bn_stat_keys: list[list[str]] = []
+    for index, bn_param in enumerate(bn_params):
+        present = [key for key in _BN_STAT_KEYS if key in bn_param]
+        for key in present:
+            arrays[f"bn/{index}/{key}"] = np.asarray(bn_param[key])
+        bn_stat_keys.append(present)
+    return bn_stat_keys
+
+
+def _add_rng_states(states: dict[str, tuple], arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Put each RandomState's key array into arrays; return the rest of each state as JSON scalars."""
+    rng_scalars = {}
+    for label, (algorithm, keys, pos, has_gauss, cached_gaussian) in states.items():
+        arrays[f"{label}/keys"] = keys
+        rng_scalars[label] = {"algorithm": algorithm, "pos": int(pos), "has_gauss": int(has_gauss),
+                              "cached_gaussian": float(cached_gaussian)}
+    return rng_scalars
 
 
 def _rng_state(scalars: dict[str, Any], keys: np.ndarray) -> tuple:
