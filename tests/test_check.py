@@ -121,6 +121,17 @@ def test_conventions_are_accepted_and_named(ucla_result, cs231n_result):
     assert skipped.status == SKIP and "takes no use_batchnorm or normalization" in skipped.diagnosis
 
 
+def test_later_years_normalizations(cs231n_result):
+    rows = rows_by_key(cs231n_result.rows)
+    # A layer norm reusing the batchnorm code (it leaves running statistics in ln_param, which is fine).
+    for key in [("layernorm_forward", "out"), ("layernorm_backward", "dx"), ("spatial_groupnorm_forward", "out"),
+                ("spatial_groupnorm_backward", "dgamma")]:
+        assert rows[key].status == PASS, key
+    row = rows_by_key(check_target(str(SITUATIONS / "layernorm_wrong_axis.py"), timeout=TIMEOUT))[
+        ("layernorm_forward", "out")]
+    assert row.status == FAIL and row.diagnosis.startswith("normalizes each feature over the batch (axis 0)")
+
+
 def test_cs231n_layout_with_failing_package_init(cs231n_result):
     rows = rows_by_key(cs231n_result.rows)
     assert cs231n_result.exit_status() == 0

@@ -141,6 +141,36 @@ def spatial_batchnorm_cases(rng: np.random.RandomState) -> list[Case]:
     return cases
 
 
+def layernorm_cases(rng: np.random.RandomState) -> list[Case]:
+    """Rows normalized over their features; ln_param with and without eps (and a model's 'mode')."""
+    cases = []
+    for n, d, param in [(4, 5, {}), (1, 7, {"eps": 1e-3}), (3, 6, {"mode": "train"})]:
+        x = 3.0 * _rand(rng, n, d) + 2.0 * _rand(rng, n, 1)  # shifted, scaled rows
+        gamma, beta = 1.0 + 0.2 * _rand(rng, d), 0.3 * _rand(rng, d)
+        extra = "".join(f", {k} {v}" for k, v in param.items())
+        cases.append(Case(f"x ({n}, {d}){extra}", (x, gamma, beta, param), ("N = 1",) if n == 1 else (), {"N": d}))
+    return cases
+
+
+def layernorm_over_batch(x, gamma, beta, ln_param):
+    """What a layer norm that normalizes over the batch axis returns (a batchnorm): a suspect."""
+    eps = ln_param.get("eps", 1e-5)
+    return gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps) + beta
+
+
+def spatial_groupnorm_cases(rng: np.random.RandomState) -> list[Case]:
+    """Groups of consecutive channels; gamma and beta shaped (1, C, 1, 1) as the notebook makes them."""
+    cases = []
+    for shape, groups, param in [((2, 6, 4, 4), 2, {}), ((1, 4, 3, 3), 4, {"eps": 1e-3}), ((3, 6, 2, 3), 3, {})]:
+        n, c, h, w = shape
+        x = 3.0 * _rand(rng, *shape) + 2.0 * _rand(rng, n, c, 1, 1)
+        gamma, beta = 1.0 + 0.2 * _rand(rng, 1, c, 1, 1), 0.3 * _rand(rng, 1, c, 1, 1)
+        tags = (f"G = {groups}",) + (("N = 1",) if n == 1 else ())
+        label = f"x {shape}, G {groups}" + "".join(f", {k} {v}" for k, v in param.items())
+        cases.append(Case(label, (x, gamma, beta, groups, param), tags, {"N": c // groups * h * w}))
+    return cases
+
+
 def dropout_cases(rng: np.random.RandomState) -> list[Case]:
     """Arrays large enough (>= 3000 units) that the fraction kept tells p's meaning apart."""
     cases = []

@@ -26,6 +26,7 @@ from autocnn.tools.check.diagnosis import compare, describe_exception
 from autocnn.tools.check.isolation import Send, lift_cpu_limit, limit_cpu_of_next_call
 from autocnn.tools.check.report import Outcome
 from autocnn.tools.check.specs import ARG_SYNONYMS, LayerSpec, ModelCase, ModelSpec
+from autocnn.tools.gradcheck import rel_error
 
 # Inputs are float64. Measured on the reference, correct implementations agree to
 # <= 3e-12, and to <= 4e-8 only on gradients that are exactly zero in theory (a bias
@@ -278,7 +279,8 @@ def _run_user_forward(spec: LayerSpec, forward: str, fn: Callable, order, case: 
         for output in outputs:
             ctx.emit(forward, output, case, problem=ctx.raised(error))
         return None
-    changed = mutated_inputs(spec.arg_names, snapshot, args, spec.state_keys)
+    changed = [name for name in mutated_inputs(spec.arg_names, snapshot, args, spec.state_keys)
+               if name not in spec.scratch_params]
     mutation = f"modifies its input {', '.join(changed)} in place" if changed else ""
     if result is None:
         for output in outputs:
@@ -303,13 +305,22 @@ def _judge(ctx: Context, function: str, output: str, case: Case, got, want, extr
     ctx.emit(function, output, case, error, problem or extra_problem, (*hints, *notes))
 
 
+def _matches(got, suspect, tol: float) -> bool:
+    try:
+        return np.shape(got) == np.shape(suspect) and rel_error(np.asarray(got, dtype=np.float64), suspect) <= tol
+    except (TypeError, ValueError):
+        return False
+
+
 def _judge_forward(spec: LayerSpec, forward: str, run: ForwardRun, expected, mine_args, case: Case, ctx: Context,
                    notes: tuple[str, ...]) -> None:
     if spec.is_loss:
         for output, got, want in zip(["loss", "dx"], (run.out, run.cache), expected):
             _judge(ctx, forward, output, case, got, want, run.mutation, notes)
         return
-    _judge(ctx, forward, "out", case, run.out, expected[0], run.mutation, notes)
+    suspected = tuple(text for text, suspect in spec.suspects
+                      if _matches(run.out, suspect(*copy.deepcopy(case.args)), ctx.tol))
+    _judge(ctx, forward, "out", case, run.out, expected[0], run.mutation, suspected + notes)
     for key in spec.state_keys:
         index = spec.arg_names.index("bn_param")
         got, want = run.args[index].get(key), mine_args[index][key]

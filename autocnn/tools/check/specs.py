@@ -34,6 +34,10 @@ class LayerSpec:
     - aliases: (forward, backwards) pairs other course years use for the same function
     - by_name: Call with the student's own parameter names, in the student's order
       (sandwich helpers, whose parameter order differs between submissions)
+    - scratch_params: Param dicts the forward may write into without it being a bug
+      (a layer norm reusing batchnorm code leaves running statistics in ln_param)
+    - suspects: (diagnosis, function of the forward's inputs) for known wrong forwards:
+      a wrong output equal to one is given that diagnosis
     """
 
     forward: str
@@ -46,6 +50,8 @@ class LayerSpec:
     kind: str = "layer"
     aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
     by_name: bool = False
+    scratch_params: tuple[str, ...] = ()
+    suspects: tuple[tuple[str, Callable], ...] = ()
 
     @property
     def name(self) -> str:
@@ -82,11 +88,12 @@ ARG_SYNONYMS: dict[str, tuple[str, ...]] = {
 
 def _layer(forward: str, grads: tuple[str, ...], arg_names: tuple[str, ...], make_cases, source: str = "layers",
            backwards: tuple[str, ...] | None = None, state_keys: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
-           kind: str = "layer") -> LayerSpec:
+           kind: str = "layer", scratch_params: tuple[str, ...] = (),
+           suspects: tuple[tuple[str, Callable], ...] = ()) -> LayerSpec:
     backwards = backwards if backwards is not None else (forward.replace("forward", "backward"),)
     pairs = tuple((alias, (alias.replace("forward", "backward"),)) for alias in aliases)
     return LayerSpec(forward, backwards, grads, arg_names, source, make_cases, state_keys, kind, pairs,
-                     by_name=source == "layer_utils")
+                     by_name=source == "layer_utils", scratch_params=scratch_params, suspects=suspects)
 
 
 def _pool_with_bn(rng):
@@ -100,6 +107,10 @@ LAYER_SPECS: tuple[LayerSpec, ...] = (
     _layer("relu_forward", ("dx",), ("x",), C.relu_cases),
     _layer("batchnorm_forward", ("dx", "dgamma", "dbeta"), _BN, C.batchnorm_cases,
            backwards=("batchnorm_backward", "batchnorm_backward_alt"), state_keys=BN_STATE),
+    _layer("layernorm_forward", ("dx", "dgamma", "dbeta"), ("x", "gamma", "beta", "ln_param"), C.layernorm_cases,
+           scratch_params=("ln_param",), suspects=(
+               ("normalizes each feature over the batch (axis 0), as batchnorm does: layer norm normalizes each "
+                "row over its features (axis 1)", C.layernorm_over_batch),)),
     _layer("dropout_forward", ("dx",), ("x", "dropout_param"), C.dropout_cases, kind="dropout"),
     LayerSpec("softmax_loss", (), ("dx",), ("x", "y"), "layers", C.loss_cases, kind="loss"),
     LayerSpec("svm_loss", (), ("dx",), ("x", "y"), "layers", C.loss_cases, kind="loss"),
@@ -109,6 +120,8 @@ LAYER_SPECS: tuple[LayerSpec, ...] = (
     _layer("max_pool_forward_fast", ("dx",), ("x", "pool_param"), C.max_pool_cases),
     _layer("spatial_batchnorm_forward", ("dx", "dgamma", "dbeta"), _BN, C.spatial_batchnorm_cases,
            state_keys=BN_STATE),
+    _layer("spatial_groupnorm_forward", ("dx", "dgamma", "dbeta"), ("x", "gamma", "beta", "G", "gn_param"),
+           C.spatial_groupnorm_cases, scratch_params=("gn_param",)),
     _layer("affine_relu_forward", ("dx", "dw", "db"), ("x", "w", "b"), C.affine_relu_cases, "layer_utils"),
     _layer("affine_batchnorm_relu_forward", _SANDWICH_BN, ("x", "w", "b", "gamma", "beta", "bn_param"),
            C.affine_batchnorm_relu_cases, "layer_utils", state_keys=BN_STATE, aliases=("affine_bn_relu_forward",)),
