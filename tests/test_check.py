@@ -233,6 +233,23 @@ def test_a_writable_submission_is_left_as_it_was(tmp_path):
     assert not list(submission.rglob("__pycache__"))
 
 
+def test_optim_py_goes_to_the_update_rule_checker(monkeypatch):
+    # Stands in for autocnn.tools.check_optim: the wiring, not the update rules, is tested here.
+    import importlib.machinery
+    import sys
+    import types
+
+    fake = types.ModuleType("autocnn.tools.check_optim")
+    fake.__spec__ = importlib.machinery.ModuleSpec("autocnn.tools.check_optim", None)
+    fake.check_update_rules = lambda module: [
+        check.Row(f"{name}", "next_w", 0.0, 1e-6, PASS if hasattr(module, name) else FAIL)
+        for name in ("sgd_momentum", "rmsprop", "adam")]
+    monkeypatch.setitem(sys.modules, "autocnn.tools.check_optim", fake)
+    rows = rows_by_key(check_target(str(SUBMISSIONS / "ucla" / "nndl" / "optim.py"), timeout=TIMEOUT))
+    assert {key: (r.status, r.module) for key, r in rows.items()} == {
+        (name, "next_w"): (PASS, "nndl/optim.py") for name in ("sgd_momentum", "rmsprop", "adam")}
+
+
 # ------------------------------------------------------------ situations: status and diagnosis
 
 

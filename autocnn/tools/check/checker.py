@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import importlib
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autocnn.tools.check.isolation import BETWEEN_CALLS_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits, \
-    run_isolated
+    lift_cpu_limit, limit_cpu_of_next_call, run_isolated
 from autocnn.tools.check.loading import Plan, import_plan, plan_target, student_objects
 from autocnn.tools.check.report import FAIL, NOT_CHECKED, SKIP, Outcome, Row, TargetResult, summarize
 from autocnn.tools.check.runner import LAYER_TOLERANCE, MODEL_TOLERANCE, Context, autocnn_stand_in, model_function, \
@@ -177,6 +179,53 @@ def _model_rows(plan: Plan, loaded: dict[str, str], options: Options, limits: Li
     return rows
 
 
+OPTIM_CHECKER = "autocnn.tools.check_optim"  # check_update_rules(module) -> rows for sgd_momentum, rmsprop, adam
+
+
+def _as_row(row) -> Row:
+    """A row from the update-rule checker as this module's Row."""
+    names = ("function", "output", "error", "tolerance", "status", "diagnosis", "worst_case", "module")
+    defaults = {"error": None, "tolerance": 0.0, "diagnosis": "", "worst_case": "", "module": ""}
+    values = row if isinstance(row, dict) else {name: getattr(row, name) for name in names if hasattr(row, name)}
+    return Row(**{name: values.get(name, defaults.get(name, "-")) for name in names})
+
+
+def _optim_rows(plan: Plan, limits: Limits) -> list[Row]:
+    """The student's optim.py against autocnn's update rules, when that checker is installed."""
+    if not plan.optim or importlib.util.find_spec(OPTIM_CHECKER) is None:
+        return []
+    checker = importlib.import_module(OPTIM_CHECKER)
+    rows = []
+    for file in plan.optim:
+        def job(send, file=file):
+            imported = import_plan(dataclasses.replace(plan, files=[file], standin_modules=[]), send)
+            module = imported.modules.get(file.label)
+            if module is None:
+                send(("problem", imported.problems.get(file.label, ("fail", "did not import"))))
+                return
+            send(("call", f"{file.label}", "", ("-",)))
+            limit_cpu_of_next_call()
+            found = checker.check_update_rules(module)
+            lift_cpu_limit()
+            send(("returned", file.label))
+            send(("rows", [_as_row(row) for row in found]))
+
+        events, failure = run_isolated(job, limits.timeout, BETWEEN_CALLS_TIMEOUT, limits)
+        found = [row for event in events if event[0] == "rows" for row in event[1]]
+        for event in events:
+            if event[0] == "problem":
+                kind, text = event[1]
+                rows.append(Row(f"import {file.label}", "-", None, 0.0, FAIL if kind == "fail" else NOT_CHECKED,
+                                text if kind == "fail" else f"not checked: {text}", module=file.label))
+        if failure and not found:
+            rows.append(Row(f"{file.label} update rules", "-", None, 0.0, FAIL, f"checking {failure}",
+                            module=file.label))
+        for row in found:
+            row.module = row.module or file.label
+        rows += found
+    return rows
+
+
 def collapse_skipped(rows: list[Row]) -> list[Row]:
     """One row for a function (or model part) whose every row is SKIP for the same reason."""
     by_function: dict[str, list[Row]] = {}
@@ -227,6 +276,7 @@ def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
         replace: list[tuple[int, str, tuple[str, ...]]] = []
         rows += _layer_rows(plan, loaded, options, limits, conventions, replace)
         rows += _model_rows(plan, loaded, options, limits, conventions, replace)
+        rows += _optim_rows(plan, limits)
         composites = {name for spec in LAYER_SPECS if spec.by_name for name in spec.functions()}
         callers = [r for r in rows if r.function in composites or r.function.split(".")[0] in loaded
                    and "." in r.function]

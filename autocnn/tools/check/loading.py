@@ -78,6 +78,7 @@ class Plan:
     standin_modules: list[str] = field(default_factory=list)  # dotted names given a stand-in
     notes: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # top-level module -> where it was looked for
+    optim: list[StudentFile] = field(default_factory=list)  # the student's optim.py: judged on its own
 
     def labels(self) -> dict[str, str]:
         """Absolute path -> label, for naming files in tracebacks."""
@@ -315,9 +316,17 @@ def plan_target(target: str, include: tuple[str, ...] = ()) -> Plan:
         label = str(p.relative_to(root)) if root in p.parents else p.name
         files.append(read_student_file(p, module, label))
         roots.append(root)
+    optim = []
+    for p in candidates:
+        if p.name == "optim.py" and p not in judged or kind == "file" and p.name == "optim.py":
+            module, optim_root = _module_name(p, tops, 0, floor)
+            label = str(p.relative_to(optim_root)) if optim_root in p.parents else p.name
+            optim.append(StudentFile(p, module, label))
+            roots.append(optim_root)
+    files = [f for f in files if f.path.name != "optim.py"]
     root = min(roots, key=lambda r: len(r.parts)) if roots else folder
     sys_path = list(dict.fromkeys(str(r) for r in [root, *roots]))
-    plan = Plan(target, root, sys_path, files, support)
+    plan = Plan(target, root, sys_path, files, support, optim=optim)
     _plan_course_code(plan, imported, tops)
     return plan
 
