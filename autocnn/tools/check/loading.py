@@ -380,8 +380,9 @@ def _plan_course_code(plan: Plan, imported: set[str], tops: set[str]) -> None:
             new = [n for n in names if n not in plan.standin_modules]
             if new:
                 plan.standin_modules += new
-                note = (f"{package or fast.parent.name}/im2col_cython is not compiled for this Python: numpy equivalents of "
-                        "im2col_cython, col2im_cython and col2im_6d_cython stood in (setup.py is never run)")
+                note = (f"{package or fast.parent.name}/im2col_cython is not compiled for this Python: numpy "
+                        "equivalents of im2col_cython, col2im_cython and col2im_6d_cython stood in (setup.py is "
+                        "never run)")
                 if note not in plan.notes:
                     plan.notes.append(note)
 

@@ -681,8 +681,8 @@ def _params_problem(got: Any, expected: dict) -> str:
     extra = [n for n in got if n not in expected]
     wrong = [f"{n} {np.shape(got[n])} (expected {expected[n].shape})" for n in expected
              if n in got and np.shape(got[n]) != expected[n].shape]
-    parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-            ([f"unexpected {', '.join(extra)}"] if extra else []) + ([f"wrong shape {', '.join(wrong)}"] if wrong else [])
+    parts = [f"{what} {', '.join(names)}" for what, names in (("missing", missing), ("unexpected", extra),
+                                                              ("wrong shape", wrong)) if names]
     return "params differ from the notebook's: " + "; ".join(parts) if parts else ""
 
 

@@ -85,7 +85,8 @@ def col2im_6d_cython(cols: np.ndarray, N: int, C: int, H: int, W: int, HH: int, 
     padded = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
     for i in range(HH):
         for j in range(WW):
-            padded[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += cols[:, i, j].transpose(1, 0, 2, 3)
+            rows, columns = slice(i, i + stride * out_h, stride), slice(j, j + stride * out_w, stride)
+            padded[:, :, rows, columns] += cols[:, i, j].transpose(1, 0, 2, 3)
     return padded[:, :, pad:pad + H, pad:pad + W]
 
 
