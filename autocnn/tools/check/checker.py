@@ -226,16 +226,23 @@ def _optim_rows(plan: Plan, limits: Limits) -> list[Row]:
     return rows
 
 
-def collapse_skipped(rows: list[Row]) -> list[Row]:
-    """One row for a function (or model part) whose every row is SKIP for the same reason."""
+def collapse_repeated(rows: list[Row]) -> list[Row]:
+    """
+    One row for a function (or model part) whose every row says the same thing without a number.
+
+    A forward that raises, a blank backward or a skipped option fails or skips every output
+    alike; one row ("-") says it once, and counts once.
+    """
     by_function: dict[str, list[Row]] = {}
     for row in rows:
         by_function.setdefault(row.function, []).append(row)
     out = []
     for function, group in by_function.items():
-        if len(group) > 1 and all(r.status == SKIP for r in group) and len({r.diagnosis for r in group}) == 1:
-            first = group[0]
-            out.append(Row(function, "-", None, first.tolerance, SKIP, first.diagnosis, module=first.module))
+        first = group[0]
+        if len(group) > 1 and all(r.error is None and r.status == first.status and r.diagnosis == first.diagnosis
+                                  for r in group):
+            out.append(Row(function, "-", None, first.tolerance, first.status, first.diagnosis, first.worst_case,
+                           first.module))
         else:
             out += group
     return out
@@ -290,7 +297,7 @@ def check_plan(plan: Plan, options: Options = Options()) -> TargetResult:
         rows.append(Row("(nothing found)", "-", None, 0.0, NOT_CHECKED,
                         "no function or class of the notebook API defined in this target"
                         + (f" (support files not judged: {', '.join(plan.support)})" if plan.support else "")))
-    return TargetResult(plan.target, collapse_skipped(rows), [*plan.notes, *notes])
+    return TargetResult(plan.target, collapse_repeated(rows), [*plan.notes, *notes])
 
 
 def check_one(target: str, options: Options = Options()) -> TargetResult:
