@@ -267,6 +267,11 @@ def test_true_division_size():
     assert "a float in Python 3: use // (true_division.py:9: H_out = 1 + (H + 2 * pad - HH) / stride)" in row.diagnosis
 
 
+def test_python2_name():
+    row = rows_by_key(check_target(str(SITUATIONS / "py2_xrange.py"), timeout=TIMEOUT))[("max_pool_forward_naive", "out")]
+    assert row.status == FAIL and row.diagnosis.startswith("xrange is Python 2: use range (at py2_xrange.py:9)")
+
+
 def test_numpy2_removed_name():
     rows = rows_by_key(check_target(str(SITUATIONS / "numpy2_product.py"), timeout=TIMEOUT))
     row = rows[("affine_forward", "out")]
@@ -546,3 +551,15 @@ def test_timeout_applies_to_user_calls_not_to_the_checker():
     assert failure == "timed out after 0.3 s"
     assert [e[0] for e in events] == ["outcome", "call"]
     assert time.monotonic() - start < 4
+
+
+def test_class_timing_experiment_smoke(tmp_path):
+    from experiments import check_class
+
+    assert check_class.main(["--smoke", "--out", str(tmp_path)]) == 0
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing["submissions"] == 4 and timing["exit_statuses"] == [0, 1] and timing["wall_seconds"] > 0
+    lines = (tmp_path / "summary.txt").read_text().splitlines()
+    assert lines[0].startswith("student000: ") and "0 failed, 0 not implemented" in lines[0]
+    assert "1 not implemented" in lines[1] and "3 failed" in lines[2]
+    assert ": 0 passed, 1 failed, 0 not implemented" in lines[3]  # the Python 2 print: one FAIL, rest not checked
