@@ -201,6 +201,19 @@ def test_callers_of_a_wrong_function_are_judged_on_their_own_code(tmp_path):
     assert any("checked with autocnn's versions of affine_forward, affine_backward" in n for n in result.notes)
 
 
+def test_a_model_whose_backward_raises_still_has_its_scores_judged(tmp_path):
+    submission = copy_submission("ucla", tmp_path)
+    cnn = submission / "nndl" / "cnn.py"
+    text = cnn.read_text()
+    old = "_, grads['W1'], grads['b1'] = conv_relu_pool_backward(dh1, cache1)"
+    assert old in text
+    cnn.write_text(text.replace(old, "_, grads['W1'], grads['b1'] = conv_relu_pool_backward(dh1, cache2)"))
+    rows = rows_by_key(check_target(str(cnn), timeout=TIMEOUT))
+    train = [r for key, r in rows.items() if key[0] == "ThreeLayerConvNet.loss" and key[1] != "scores"]
+    assert len(train) == 7 and all(r.status == FAIL and "(at nndl/cnn.py:" in r.diagnosis for r in train)
+    assert rows[("ThreeLayerConvNet.loss", "scores")].status == PASS
+
+
 def test_a_file_importing_a_broken_file_is_not_checked_not_failed(tmp_path):
     submission = copy_submission("ucla", tmp_path)
     layers = submission / "nndl" / "layers.py"

@@ -729,58 +729,95 @@ def run_model_spec(spec: ModelSpec, model_class: type, rng: np.random.RandomStat
                           (f"note: {note}",) if note else ())
 
 
-def _check_model_case(spec: ModelSpec, model_case: ModelCase, model_class: type, kwargs: dict, function: str,
-                      outputs: list[str], rng, ctx: Context, notes: tuple[str, ...]) -> None:
+@dataclass
+class ModelRun:
+    """One model case: autocnn's model and the student's, the same params, one batch."""
+
+    function: str
+    outputs: list[str]
+    case: Case
+    mine: Any
+    params: dict
+    X: np.ndarray
+    y: np.ndarray
+
+    def fail_all(self, ctx: Context, problem: str, kind: str = "", train_only: bool = False) -> None:
+        """The problem on every output (train_only: all but the test-time scores, judged apart)."""
+        for output in self.outputs[:-1] if train_only else self.outputs:
+            ctx.emit(self.function, output, self.case, problem=problem, kind=kind)
+
+
+def _draw_model_run(spec: ModelSpec, model_case: ModelCase, function: str, outputs: list[str], rng) -> ModelRun:
     mine = autocnn_model(spec, model_case)
     params = draw_model_params(rng, {name: value.shape for name, value in mine.params.items()})
     X = rng.randn(model_case.num_examples, *model_case.input_shape)
     y = rng.randint(model_case.kwargs["num_classes"], size=model_case.num_examples)
     case = Case(model_case.label, (), model_case.tags, {"N": model_case.num_examples},
                 offsets=_reg_offsets(model_case.kwargs["reg"], params))
+    return ModelRun(function, outputs, case, mine, params, X, y)
 
-    def fail_all(problem: str, kind: str = "") -> None:
-        for output in outputs:
-            ctx.emit(function, output, case, problem=problem, kind=kind)
 
+def _build_user_model(run: ModelRun, model_class: type, kwargs: dict, ctx: Context):
+    """The student's model with autocnn's params, or None (its rows emitted) when that fails."""
     try:
-        model = ctx.call(function, case, outputs, model_class, **kwargs)
+        model = ctx.call(run.function, run.case, run.outputs, model_class, **kwargs)
     except USER_ERRORS as error:
-        return fail_all("the constructor " + ctx.raised(error))
-    problem = _params_problem(getattr(model, "params", None), mine.params)
+        return run.fail_all(ctx, "the constructor " + ctx.raised(error))
+    problem = _params_problem(getattr(model, "params", None), run.mine.params)
     if problem:
-        return fail_all(problem)
-    for name, value in params.items():
+        return run.fail_all(ctx, problem)
+    for name, value in run.params.items():
         model.params[name] = value.copy()
-        mine.params[name] = value.copy()
-    snapshot = (X.copy(), y.copy(), copy.deepcopy(params))
-    user_X, user_y = X.copy(), y.copy()
+        run.mine.params[name] = value.copy()
+    return model
+
+
+def _judge_loss_and_grads(run: ModelRun, model, ctx: Context, notes: tuple[str, ...]) -> None:
+    # autocnn's side first: its running statistics must be updated even if the student's call fails.
+    expected_loss, expected_grads = run.mine.loss(run.X.copy(), run.y.copy())
+    snapshot = (run.X.copy(), run.y.copy(), copy.deepcopy(run.params))
+    user_X, user_y = run.X.copy(), run.y.copy()
     try:
-        result = ctx.call(function, case, outputs, model.loss, user_X, user_y)
+        result = ctx.call(run.function, run.case, run.outputs, model.loss, user_X, user_y)
     except NotImplementedError:
-        return fail_all("loss raises NotImplementedError", "todo")
+        return run.fail_all(ctx, "loss raises NotImplementedError", "todo", train_only=True)
     except USER_ERRORS as error:
-        return fail_all(ctx.raised(error))
-    expected_loss, expected_grads = mine.loss(X.copy(), y.copy())
+        return run.fail_all(ctx, ctx.raised(error), train_only=True)
     changed = mutated_inputs(("X", "y", "params"), snapshot, (user_X, user_y, dict(model.params)), ())
     mutation = f"loss() modifies {', '.join(changed)} in place" if changed else ""
     if not isinstance(result, (tuple, list)) or len(result) != 2 or not isinstance(result[1], dict):
         if result is None or isinstance(result, (tuple, list)) and result and result[0] is None:
-            return fail_all("loss(X, y) returns None", "todo")
-        return fail_all(f"wrong type: loss(X, y) returned {type(result).__name__}, expected (loss, grads dict)")
+            return run.fail_all(ctx, "loss(X, y) returns None", "todo", train_only=True)
+        return run.fail_all(ctx, f"wrong type: loss(X, y) returned {type(result).__name__}, "
+                                 "expected (loss, grads dict)", train_only=True)
     user_loss, user_grads = result
-    _judge(ctx, function, "loss", case, user_loss, expected_loss, mutation, notes)
-    for output in outputs[1:-1]:
+    _judge(ctx, run.function, "loss", run.case, user_loss, expected_loss, mutation, notes)
+    for output in run.outputs[1:-1]:
         param = output[len("grad "):]
         if param not in expected_grads:
             continue
         if param not in user_grads:
             kind = "todo" if not user_grads else ""
-            ctx.emit(function, output, case, problem=f"grads has no '{param}'", kind=kind)
+            ctx.emit(run.function, output, run.case, problem=f"grads has no '{param}'", kind=kind)
             continue
-        _judge(ctx, function, output, case, user_grads[param], expected_grads[param], mutation)
+        _judge(ctx, run.function, output, run.case, user_grads[param], expected_grads[param], mutation)
+
+
+def _judge_scores(run: ModelRun, model, ctx: Context) -> None:
     try:
-        scores = ctx.call(function, case, ["scores"], model.loss, X.copy())
+        scores = ctx.call(run.function, run.case, ["scores"], model.loss, run.X.copy())
     except USER_ERRORS as error:
-        ctx.emit(function, "scores", case, problem="test-time loss(X) " + ctx.raised(error))
+        ctx.emit(run.function, "scores", run.case, problem="test-time loss(X) " + ctx.raised(error))
         return
-    _judge(ctx, function, "scores", case, scores, mine.loss(X.copy()))
+    _judge(ctx, run.function, "scores", run.case, scores, run.mine.loss(run.X.copy()))
+
+
+def _check_model_case(spec: ModelSpec, model_case: ModelCase, model_class: type, kwargs: dict, function: str,
+                      outputs: list[str], rng, ctx: Context, notes: tuple[str, ...]) -> None:
+    """Build both models with the same params; judge the loss and gradients, then test-time scores."""
+    run = _draw_model_run(spec, model_case, function, outputs, rng)
+    model = _build_user_model(run, model_class, kwargs, ctx)
+    if model is None:
+        return
+    _judge_loss_and_grads(run, model, ctx, notes)
+    _judge_scores(run, model, ctx)
