@@ -79,10 +79,11 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # top-level module -> where it was looked for
     optim: list[StudentFile] = field(default_factory=list)  # the student's optim.py: judged on its own
+    neighbours: dict[str, str] = field(default_factory=dict)  # other student files: path -> label
 
     def labels(self) -> dict[str, str]:
-        """Absolute path -> label, for naming files in tracebacks."""
-        return {str(f.path): f.label for f in self.files}
+        """Absolute path -> label of the student's files (judged or not), for naming them in tracebacks."""
+        return {**self.neighbours, **{str(f.path): f.label for f in self.files}}
 
 
 # ----------------------------------------------------------------- reading the files
@@ -326,7 +327,9 @@ def plan_target(target: str, include: tuple[str, ...] = ()) -> Plan:
     files = [f for f in files if f.path.name != "optim.py"]
     root = min(roots, key=lambda r: len(r.parts)) if roots else folder
     sys_path = list(dict.fromkeys(str(r) for r in [root, *roots]))
-    plan = Plan(target, root, sys_path, files, support, optim=optim)
+    neighbours = {str(p): str(p.relative_to(root)) for pattern in ("*.py", "*/*.py", "*/*/*.py")
+                  for p in root.glob(pattern) if not _is_support(p)}
+    plan = Plan(target, root, sys_path, files, support, optim=optim, neighbours=neighbours)
     _plan_course_code(plan, imported, tops)
     return plan
 
