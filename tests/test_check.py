@@ -171,6 +171,21 @@ def test_an_extension_built_for_another_python_is_stood_in_for(tmp_path):
     assert any("im2col_cython is not compiled for this Python" in note for note in result.notes)
 
 
+def test_blank_starter_copies_in_the_course_package_are_not_judged(tmp_path):
+    submission = copy_submission("ucla", tmp_path)
+    (submission / "cs231n" / "layers.py").write_text(
+        "def relu_forward(x):\n    out = None\n    pass\n    return out, x\n\n\n"
+        "def relu_backward(dout, cache):\n    dx = None\n    return dx\n")
+    rows = rows_by_key(check_target(str(submission / "nndl" / "layer_utils.py"), timeout=TIMEOUT))
+    # Only nndl/layer_utils.py is the target; with the whole submission, nndl/layers.py's relu is the one judged.
+    result = check_one(str(submission), Options(timeout=TIMEOUT))
+    by_key = rows_by_key(result.rows)
+    assert by_key[("relu_backward", "dx")].status == PASS
+    assert by_key[("relu_forward", "out")].module == "nndl/layers.py"
+    assert result.exit_status() == 0
+    assert rows[("affine_relu_backward", "dx")].status == PASS
+
+
 def test_missing_course_package(tmp_path):
     submission = copy_submission("ucla", tmp_path)
     shutil.rmtree(submission / "cs231n")

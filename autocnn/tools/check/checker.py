@@ -16,8 +16,8 @@ import numpy as np
 
 from autocnn.tools.check.isolation import BETWEEN_CALLS_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Limits, \
     lift_cpu_limit, limit_cpu_of_next_call, run_isolated
-from autocnn.tools.check.loading import Plan, import_plan, plan_target, student_objects
-from autocnn.tools.check.report import FAIL, NOT_CHECKED, SKIP, Outcome, Row, TargetResult, summarize
+from autocnn.tools.check.loading import Plan, defined_names, import_plan, plan_target, student_objects
+from autocnn.tools.check.report import FAIL, NOT_CHECKED, Outcome, Row, TargetResult, summarize
 from autocnn.tools.check.runner import LAYER_TOLERANCE, MODEL_TOLERANCE, Context, autocnn_stand_in, model_function, \
     model_outputs, replace_in_modules, run_dropout_spec, run_layer_spec, run_model_spec, spec_seed
 from autocnn.tools.check.specs import KNOWN_CLASSES, LAYER_SPECS, MODEL_SPECS
@@ -86,10 +86,9 @@ def _load_in_worker(plan: Plan, limits: Limits) -> tuple[dict[str, tuple[str, st
 
 
 def _context(plan: Plan, send, tol: float) -> Context:
-    blank, docs = {}, {}
-    for file in plan.files:
-        blank.update({k: v for k, v in file.blank.items() if k not in blank})
-        docs.update({k: v for k, v in file.docs.items() if k not in docs})
+    chosen = defined_names(plan)
+    blank = {name: file.blank[name] for name, file in chosen.items() if name in file.blank}
+    docs = {name: file.docs.get(name, "") for name, file in chosen.items()}
     return Context(send, tol, plan.labels(), blank, docs)
 
 

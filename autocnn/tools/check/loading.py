@@ -107,16 +107,26 @@ def _is_docstring(node: ast.stmt) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
-def _returns_only_placeholders(node: ast.Return, placeholders: set[str]) -> bool:
-    value = node.value
-    if value is None or isinstance(value, ast.Constant) and value.value is None:
+def _is_none(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def _plain_names(node: ast.AST) -> bool:
+    """A name, or a tuple of names: bookkeeping such as ``cache = (x, w, b)``, no computation."""
+    if isinstance(node, ast.Name):
         return True
-    if isinstance(value, ast.Name):
-        return value.id in placeholders
-    if isinstance(value, ast.Tuple):
-        return all(isinstance(e, ast.Name) and e.id in placeholders
-                   or isinstance(e, ast.Constant) and e.value is None for e in value.elts)
-    return False
+    return isinstance(node, ast.Tuple) and all(isinstance(e, ast.Name) or _is_none(e) for e in node.elts)
+
+
+def _returns_only_placeholders(node: ast.Return, placeholders: set[str], passthrough: set[str]) -> bool:
+    """A return of None, or of placeholders (None) possibly with inputs passed through (the starter's cache)."""
+    value = node.value
+    if value is None or _is_none(value):
+        return True
+    elements = value.elts if isinstance(value, ast.Tuple) else [value]
+    if not all(_is_none(e) or isinstance(e, ast.Name) and e.id in placeholders | passthrough for e in elements):
+        return False
+    return any(_is_none(e) or isinstance(e, ast.Name) and e.id in placeholders for e in elements)
 
 
 def blank_reason(function: ast.FunctionDef) -> str:
@@ -124,24 +134,24 @@ def blank_reason(function: ast.FunctionDef) -> str:
     Why a function is still the starter code, or '' when it does something.
 
     Blank: nothing but a docstring, ``pass``, placeholders set to None (``out = None``,
-    ``dx, dw = None, None``), ``raise NotImplementedError``, ``assert False`` and a return
-    of placeholders.
+    ``dx, dw = None, None``), inputs bundled without computation (``cache = (x, w, b)``),
+    ``raise NotImplementedError``, ``assert False`` and a return of placeholders.
     """
     body = [node for node in function.body if not _is_docstring(node)]
     placeholders: set[str] = set()
+    passthrough = {a.arg for a in function.args.args}
     reason = "only pass"
     for node in body:
         if isinstance(node, ast.Pass):
             continue
         if isinstance(node, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets):
             value = node.value
-            nones = isinstance(value, ast.Constant) and value.value is None or isinstance(value, ast.Tuple) and all(
-                isinstance(e, ast.Constant) and e.value is None for e in value.elts)
-            if not nones:
+            nones = _is_none(value) or isinstance(value, ast.Tuple) and all(_is_none(e) for e in value.elts)
+            if not nones and not _plain_names(value):
                 return ""
             for target in node.targets:
                 names = target.elts if isinstance(target, ast.Tuple) else [target]
-                placeholders.update(n.id for n in names if isinstance(n, ast.Name))
+                (placeholders if nones else passthrough).update(n.id for n in names if isinstance(n, ast.Name))
             continue
         if isinstance(node, ast.Raise):
             exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
@@ -150,7 +160,7 @@ def blank_reason(function: ast.FunctionDef) -> str:
             return ""
         if isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant) and not node.test.value:
             return "assert False"
-        if isinstance(node, ast.Return) and _returns_only_placeholders(node, placeholders):
+        if isinstance(node, ast.Return) and _returns_only_placeholders(node, placeholders, passthrough):
             return "returns None"
         return ""
     return reason
@@ -505,31 +515,29 @@ def import_plan(plan: Plan, send=None) -> Imported:
     return Imported(modules, problems, notes)
 
 
-def student_objects(plan: Plan, imported: Imported) -> tuple[dict[str, Any], dict[str, str]]:
-    """
-    The notebook functions and classes the student defined: name -> object, name -> file label.
-
-    A name defined in several files is taken from the first file (layers before models).
-    """
-    namespace, origins = {}, {}
-    for file in plan.files:
-        module = imported.modules.get(file.label)
-        if module is None:
-            continue
-        for name in file.defined:
-            if name in namespace:
-                continue
-            value = getattr(module, name, None)
-            if value is not None and callable(value):
-                namespace[name] = value
-                origins[name] = file.label
-    return namespace, origins
-
-
 def defined_names(plan: Plan) -> dict[str, StudentFile]:
-    """Name -> the first student file that defines it (statically)."""
+    """
+    Name -> the student file whose definition of it is judged.
+
+    A name defined in several files is taken from the first file (layers before models)
+    that does not leave it blank: a course package beside the student's may carry the
+    blank starter version of the same function.
+    """
     found: dict[str, StudentFile] = {}
     for file in plan.files:
         for name in file.defined:
-            found.setdefault(name, file)
+            if name not in found or name in found[name].blank and name not in file.blank:
+                found[name] = file
     return found
+
+
+def student_objects(plan: Plan, imported: Imported) -> tuple[dict[str, Any], dict[str, str]]:
+    """The notebook functions and classes the student defined: name -> object, name -> file label."""
+    namespace, origins = {}, {}
+    for name, file in defined_names(plan).items():
+        module = imported.modules.get(file.label)
+        value = getattr(module, name, None) if module is not None else None
+        if value is not None and callable(value):
+            namespace[name] = value
+            origins[name] = file.label
+    return namespace, origins
