@@ -807,7 +807,7 @@ def _judge_scores(run: ModelRun, model, ctx: Context) -> None:
     try:
         scores = ctx.call(run.function, run.case, ["scores"], model.loss, run.X.copy())
     except USER_ERRORS as error:
-        ctx.emit(run.function, "scores", run.case, problem="test-time loss(X) " + ctx.raised(error))
+        ctx.emit(run.function, "scores", run.case, problem=ctx.raised(error))  # same words: one row if all fail
         return
     _judge(ctx, run.function, "scores", run.case, scores, run.mine.loss(run.X.copy()))
 
