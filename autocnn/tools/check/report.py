@@ -122,12 +122,14 @@ def summarize(function: str, output: str, outcomes: list[Outcome], tolerance: fl
         status = NOT_CHECKED if first.kind == "not checked" else SKIP
         return Row(function, output, None, tolerance, status, first.skipped, module=module)
     problems = [o for o in measured if o.problem]
+    failing = [o for o in measured if o.problem or o.error is not None and not o.error <= tolerance]
     if problems:
-        return Row(function, output, None, tolerance, FAIL, _problem_text(problems), problems[0].case, module)
+        text = "; ".join([_problem_text(problems)] + [f"fails for cases with {tag}"
+                                                      for tag in _implicated_tags(failing, measured)])
+        return Row(function, output, None, tolerance, FAIL, text, problems[0].case, module)
     errors = [o.error for o in measured if o.error is not None]
     worst_error = max(errors) if errors else None
     worst = max((o for o in measured if o.error is not None), key=lambda o: o.error, default=measured[0])
-    failing = [o for o in measured if o.error is not None and not o.error <= tolerance]
     skipped = [o for o in outcomes if o.skipped]
     if not failing:
         note = "; ".join(dict.fromkeys(h[len("note: "):] for o in measured for h in o.hints if h.startswith("note:")))
