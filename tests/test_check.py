@@ -335,6 +335,15 @@ def test_every_independent_failure_pattern_is_named():
     assert "fails for cases with pad > 0" in row.diagnosis and "fails for cases with stride 2" in row.diagnosis
 
 
+def test_a_shape_problem_names_the_cases_it_hinges_on():
+    rows = rows_by_key(check_target(str(SITUATIONS / "conv_unpad_slice.py"), timeout=TIMEOUT))
+    row = rows[("conv_backward_naive", "dx")]
+    assert row.status == FAIL and row.error is None
+    assert "wrong shape (1, 2, 0, 0), expected (1, 2, 9, 7)" in row.diagnosis
+    assert row.diagnosis.endswith("fails for cases with pad = 0")
+    assert rows[("conv_backward_naive", "dw")].status == PASS
+
+
 def test_exception_names_the_students_file_and_line():
     row = rows_by_key(check_target(str(SITUATIONS / "exception_line.py"), timeout=TIMEOUT))[("relu_backward", "dx")]
     assert row.status == FAIL and row.error is None
