@@ -178,7 +178,7 @@ def _model_rows(plan: Plan, loaded: dict[str, str], options: Options, limits: Li
     return rows
 
 
-OPTIM_CHECKER = "autocnn.tools.check_optim"  # check_update_rules(module) -> rows for sgd_momentum, rmsprop, adam
+OPTIM_CHECKER = "autocnn.tools.check_optim"  # check_optim(module) -> rows for sgd, sgd_momentum, rmsprop, adam
 
 
 def _as_row(row) -> Row:
@@ -186,6 +186,9 @@ def _as_row(row) -> Row:
     names = ("function", "output", "error", "tolerance", "status", "diagnosis", "worst_case", "module")
     defaults = {"error": None, "tolerance": 0.0, "diagnosis": "", "worst_case": "", "module": ""}
     values = row if isinstance(row, dict) else {name: getattr(row, name) for name in names if hasattr(row, name)}
+    values = dict(values)
+    if values.get("status") == "ERROR":  # the update-rule checker's word for a rule that raised
+        values["status"] = FAIL
     return Row(**{name: values.get(name, defaults.get(name, "-")) for name in names})
 
 
@@ -204,7 +207,7 @@ def _optim_rows(plan: Plan, limits: Limits) -> list[Row]:
                 return
             send(("call", f"{file.label}", "", ("-",)))
             limit_cpu_of_next_call()
-            found = checker.check_update_rules(module)
+            found = checker.check_optim(module)
             lift_cpu_limit()
             send(("returned", file.label))
             send(("rows", [_as_row(row) for row in found]))
