@@ -259,21 +259,36 @@ def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, s
     np.testing.assert_allclose(col2im_gemm(w_mat, g, shape[2:], window, stride), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("images_per_block", [1, 2, 100])
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_conv_gemm_and_its_filter_gradient_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block):
+    # The forward GEMM and dW form the patches a few images at a time; force 1- and 2-image
+    # blocks (ragged last ones too) and one block for all: the same numbers as one GEMM.
+    x = rng.randn(*shape)
+    f, k = 3, shape[1] * window[0] * window[1]
+    cols = im2col(x, window, stride)
+    w_mat, g = rng.randn(f, k), rng.randn(cols.shape[1], f)
+    pixels = cols.shape[1] // shape[0]
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", images_per_block * k * pixels * 8)
+    np.testing.assert_allclose(conv_gemm(x, w_mat, window, stride), cols.T @ w_mat.T, rtol=1e-12, atol=1e-12)
+    vjp, _ = make_vjp(lambda w_mat: conv_gemm(x, w_mat, window, stride))(w_mat)
+    np.testing.assert_allclose(vjp(g), (cols @ g).T, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:3])
 def test_conv_gemm_and_col2im_gemm_second_order(shape, window, stride):
     x = rng.randn(*shape)
     f, k = 2, shape[1] * window[0] * window[1]
     w_mat = rng.randn(f, k)
     g = rng.randn(im2col(x, window, stride).shape[1], f)
-    # cols is a plain constant, as ops.conv2d hands it in; the gradients still follow x.
-    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, im2col(getval(x), window, stride), window, stride),
-                modes=["rev"], order=2)(x, w_mat)
+    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, window, stride), modes=["rev"], order=2)(x, w_mat)
     check_grads(lambda w_mat, g: col2im_gemm(w_mat, g, shape[2:], window, stride), modes=["rev"], order=2)(w_mat, g)
 
 
-def test_fast_conv_mixed_second_derivative_follows_x_through_the_kept_patches():
-    # dW is formed from the patch matrix the forward kept; differentiated again with respect
-    # to x it must follow x (check_grads' second order does not reach this mixed term).
+def test_fast_conv_mixed_second_derivative_follows_x_through_the_patches():
+    # dW is formed from patch blocks of plain values when nothing is traced; differentiated
+    # again with respect to x it must follow x (check_grads' second order does not reach
+    # this mixed term).
     import autograd
     import autograd.numpy as anp
 

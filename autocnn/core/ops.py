@@ -81,12 +81,10 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # big BLAS call (many small ones stall when the cores are shared). Its result is
         # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
         # ops keep that layout, so the gradient comes back in it and the backward GEMMs run
-        # in BLAS's fast orientation without copies. The patch matrix is built once from the
-        # plain values and handed to the GEMM, which keeps it for dw; dx is taken through
-        # x_pad itself, a block of images at a time (see conv_gemm).
-        cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
+        # in BLAS's fast orientation without copies. The GEMM and its VJPs form the patch
+        # matrix a cache-sized block of images at a time, never whole (see conv_gemm).
         out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
-        rows = conv_gemm(x_pad, anp.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
+        rows = conv_gemm(x_pad, anp.reshape(w, (w.shape[0], -1)), kernel, stride)  # (N * H' * W', F)
         out = anp.transpose(anp.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]

@@ -697,7 +697,8 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - repeats: Timed repetitions per side, after one warm-up (default: 2 quick; full: 5 to
       MAX_REPEATS, until the fastest side has run MIN_SECONDS_FASTEST_SIDE)
     - memory: Also measure the peak RSS of batch-1000 steps (batch 50 when quick)
-    - only: Run only the cases whose name contains this text
+    - only: Run only the cases whose name contains this text, or one of several texts
+      separated by commas ('memory' keeps the peak-memory runs)
     - progress: Called with a line of text as each case finishes (e.g. print)
 
     Returns a JSON-friendly dict:
@@ -731,14 +732,14 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     builders = [_layer_cases, _step_cases]
     for build in builders:
         for case in build(quick):
-            if only and only not in case.name:
+            if only and not any(part in case.name for part in only.split(",")):
                 continue
             timed = time_case(case, repeats, min_seconds, max_repeats)
             results["cases"].append(timed)
             if progress:
                 progress(_progress_line(timed))
     results["peak_memory"] = None
-    if memory and (not only or "memory" in only):
+    if memory and (not only or "memory" in only.split(",")):
         batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, NET_65["hidden_dim"])
         results["peak_memory"] = {"batch": batch, "hidden_dim": hidden_dim}
         for side in ("ref-fast", "autocnn") + ((COMPARED,) if torch_version else ()):
