@@ -171,6 +171,21 @@ def test_fast_conv_matches_reference_in_float64(shape, filters, stride, pad):
     assert_conv_matches_reference(x, w, b, stride, pad)
 
 
+@pytest.mark.parametrize("block_fraction", [0.0, 0.5])
+@pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES)
+def test_fast_conv_in_image_blocks_matches_reference_in_float64(monkeypatch, shape, filters, stride, pad, block_fraction):
+    # Patch matrices bigger than a block are formed a block of images at a time (one image
+    # per block, or half the batch): the same layer and gradients as the hand-written one.
+    f, kh, kw = filters
+    padded = (shape[0], shape[1], shape[2] + 2 * pad, shape[3] + 2 * pad)
+    patch_bytes = 8 * shape[1] * kh * kw * int(np.prod(autocnn.core.primitives.window_count(padded[2:], (kh, kw), stride)))
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", max(1, int(block_fraction * patch_bytes * shape[0])))
+    if shape[0] > 1 or block_fraction == 0.0:
+        assert not autocnn.core.primitives.patch_matrix_fits_a_block(padded, (kh, kw), stride, 8)
+    x, w, b = rng.randn(*shape), rng.randn(f, shape[1], kh, kw), rng.randn(f)
+    assert_conv_matches_reference(x, w, b, stride, pad)
+
+
 @pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES[:4])
 def test_fast_conv_second_order(shape, filters, stride, pad):
     f, kh, kw = filters
@@ -270,9 +285,10 @@ def test_conv_gemm_and_its_filter_gradient_whatever_the_blocks(monkeypatch, shap
     w_mat, g = rng.randn(f, k), rng.randn(cols.shape[1], f)
     pixels = cols.shape[1] // shape[0]
     monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", images_per_block * k * pixels * 8)
-    np.testing.assert_allclose(conv_gemm(x, w_mat, window, stride), cols.T @ w_mat.T, rtol=1e-12, atol=1e-12)
-    vjp, _ = make_vjp(lambda w_mat: conv_gemm(x, w_mat, window, stride))(w_mat)
-    np.testing.assert_allclose(vjp(g), (cols @ g).T, rtol=1e-12, atol=1e-12)
+    for kept in (None, cols):  # formed in blocks, or handed in whole
+        np.testing.assert_allclose(conv_gemm(x, w_mat, kept, window, stride), cols.T @ w_mat.T, rtol=1e-12, atol=1e-12)
+        vjp, _ = make_vjp(lambda w_mat: conv_gemm(x, w_mat, kept, window, stride))(w_mat)
+        np.testing.assert_allclose(vjp(g), (cols @ g).T, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:3])
@@ -281,7 +297,10 @@ def test_conv_gemm_and_col2im_gemm_second_order(shape, window, stride):
     f, k = 2, shape[1] * window[0] * window[1]
     w_mat = rng.randn(f, k)
     g = rng.randn(im2col(x, window, stride).shape[1], f)
-    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, window, stride), modes=["rev"], order=2)(x, w_mat)
+    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, None, window, stride), modes=["rev"], order=2)(x, w_mat)
+    # cols a plain constant, as ops.conv2d hands it in for small batches; the gradients still follow x.
+    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, im2col(getval(x), window, stride), window, stride),
+                modes=["rev"], order=2)(x, w_mat)
     check_grads(lambda w_mat, g: col2im_gemm(w_mat, g, shape[2:], window, stride), modes=["rev"], order=2)(w_mat, g)
 
 

@@ -261,24 +261,30 @@ def _im2col_into(buffer: np.ndarray, x: np.ndarray, window: tuple[int, int], str
     return cols.reshape(x.shape[1] * window[0] * window[1], -1)
 
 
-def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
+def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window: tuple[int, int],
+               stride: int) -> np.ndarray:
     """
-    A conv layer's one GEMM, gemm_tt(im2col(x), w_mat), formed a block of images at a time.
-    Bilinear in x and w_mat.
+    A conv layer's one GEMM, gemm_tt(im2col(x), w_mat). Bilinear in x and w_mat.
 
-    Each block's patches are copied (im2col) and multiplied while still in cache; the whole
+    With cols = im2col(x) handed in (a patch matrix that fits in one block), that matrix is
+    multiplied and kept for dW. With cols None, each block of images' patches is copied
+    (im2col) and multiplied in turn, and dW forms the blocks again: the whole
     (C * kh * kw, N * H' * W') patch matrix (600 MB for the >65% net's first layer at batch
-    1000) is never held, forward or backward (dW forms the blocks again).
+    1000) is never held, forward or backward.
 
     Inputs:
-    - x: Padded images of shape (N, C, H, W)
-    - w_mat: Filters as a matrix, shape (F, C * kh * kw)
+    - x: Padded images of shape (N, C, H, W); differentiated
+    - w_mat: Filters as a matrix, shape (F, C * kh * kw); differentiated
+    - cols: im2col(x, window, stride) of the plain values, or None (not differentiated:
+      x's gradient is taken through x itself)
     - window, stride: The filter size and stride
 
     Returns:
     - rows: Array of shape (N * H' * W', F), a transposed view of the C-contiguous
       (F, N * H' * W') product (channel-major, as from gemm_tt)
     """
+    if cols is not None:
+        return _gemm_tt(cols, w_mat)
     pixels = int(np.prod(window_count(x.shape[2:], window, stride)))
     n, k = x.shape[0], w_mat.shape[1]
     dtype = np.result_type(x, w_mat)
@@ -336,10 +342,19 @@ conv_gemm = primitive(_conv_gemm)
 col2im_gemm = primitive(_col2im_gemm)
 
 
-def _conv_gemm_vjp_w(ans, x, w_mat, window, stride):
+def patch_matrix_fits_a_block(x_shape: tuple[int, ...], window: tuple[int, int], stride: int, itemsize: int) -> bool:
+    """Whether im2col of an (N, C, H, W) batch fits in one of conv_gemm's blocks (then it is built whole and kept)."""
+    n, c = x_shape[:2]
+    pixels = int(np.prod(window_count(x_shape[2:], window, stride)))
+    return n * c * window[0] * window[1] * pixels * itemsize <= _PATCH_BLOCK_BYTES
+
+
+def _conv_gemm_vjp_w(ans, x, w_mat, cols, window, stride):
     def vjp(g):
-        if is_traced(x) or is_traced(g):  # differentiated again: the traceable product
+        if is_traced(x) or is_traced(g):  # differentiated again: the patches traced from x itself
             return anp.transpose(anp.matmul(im2col(x, window, stride), g))
+        if cols is not None:
+            return anp.transpose(anp.matmul(cols, g))
         return _conv_weight_gradient(x, g, window, stride)
 
     return vjp
@@ -347,7 +362,7 @@ def _conv_gemm_vjp_w(ans, x, w_mat, window, stride):
 
 defvjp(
     conv_gemm,
-    lambda ans, x, w_mat, window, stride: lambda g: col2im_gemm(w_mat, g, x.shape[2:], window, stride),
+    lambda ans, x, w_mat, cols, window, stride: lambda g: col2im_gemm(w_mat, g, x.shape[2:], window, stride),
     _conv_gemm_vjp_w,
 )
 # Bilinear: for an upstream image h, d w_mat = (im2col(h) g)^T and d g = conv of h with w_mat.
