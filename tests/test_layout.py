@@ -5,7 +5,7 @@
 | ``autocnn/core`` | numpy, scipy, autograd, ``autocnn.core``, ``reference.validation`` |
 | ``autocnn/training`` | numpy, ``autocnn.core``, ``autocnn.files``, ``reference.validation`` |
 | ``autocnn/data`` | numpy, ``autocnn.files`` |
-| ``autocnn/tools`` | anything above, matplotlib, ``reference``, torch and threadpoolctl (optional, the bench) ; not ``autocnn.cli`` |
+| ``autocnn/tools`` | anything above, matplotlib, ``reference``, torch and threadpoolctl (optional, for the bench); not ``autocnn.cli`` |
 | ``autocnn/cli`` | anything; the only place that imports argparse or sets process-wide state |
 | ``reference`` | numpy, ``reference`` (the oracle knows nothing of autocnn) |
 """
