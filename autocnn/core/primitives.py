@@ -253,14 +253,6 @@ def _image_blocks(n: int, k: int, pixels: int, itemsize: int, budget: int):
         yield first, min(n, first + images_per_block)
 
 
-def _im2col_into(buffer: np.ndarray, x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
-    """_im2col(x, window, stride) written into the front of a flat buffer; returns that (K, M) view."""
-    patches = _window_view(x, window, stride).transpose(1, 4, 5, 0, 2, 3)  # (C, kh, kw, N, H', W')
-    cols = buffer[: patches.size].reshape(patches.shape)
-    np.copyto(cols, patches)
-    return cols.reshape(x.shape[1] * window[0] * window[1], -1)
-
-
 def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window: tuple[int, int],
                stride: int) -> np.ndarray:
     """
@@ -289,11 +281,8 @@ def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window
     n, k = x.shape[0], w_mat.shape[1]
     dtype = np.result_type(x, w_mat)
     out = np.empty((w_mat.shape[0], n * pixels), dtype=dtype)
-    blocks = list(_image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES))
-    buffer = np.empty(k * pixels * (blocks[0][1] - blocks[0][0]), dtype=x.dtype)  # reused by every block
-    for first, last in blocks:
-        np.matmul(w_mat, _im2col_into(buffer, x[first:last], window, stride),
-                  out=out[:, first * pixels : last * pixels])
+    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
+        np.matmul(w_mat, _im2col(x[first:last], window, stride), out=out[:, first * pixels : last * pixels])
     return out.T
 
 
@@ -306,10 +295,8 @@ def _conv_weight_gradient(x: np.ndarray, g: np.ndarray, window: tuple[int, int],
     n, k = x.shape[0], x.shape[1] * window[0] * window[1]
     dtype = np.result_type(x, g)
     total = np.zeros((k, g.shape[1]), dtype=dtype)
-    blocks = list(_image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES))
-    buffer = np.empty(k * pixels * (blocks[0][1] - blocks[0][0]), dtype=x.dtype)
-    for first, last in blocks:
-        total += _im2col_into(buffer, x[first:last], window, stride) @ g[first * pixels : last * pixels]
+    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
+        total += _im2col(x[first:last], window, stride) @ g[first * pixels : last * pixels]
     return total.T
 
 
