@@ -14,11 +14,15 @@ import time
 
 import pytest
 
-from autocnn.tools import bench
+import numpy as np
+
+from autocnn.tools import bench, bench_torch
 from autocnn import cli
+from autocnn.core.models import ConvNet, ThreeLayerConvNet
 from experiments import benchmark as benchmark_script
 
-STEP_SIDES = {"ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve"}
+TORCH = bench_torch.torch_version() is not None
+STEP_SIDES = {"ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve"} | ({"pytorch"} if TORCH else set())
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,8 @@ def test_json_has_machine_settings_cases_and_targets(quick_run):
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert results["settings"] == {"quick": True, "repeats": 2, "max_repeats": 2, "min_seconds_fastest_side": 0.0,
                                    "keeps_freed_memory": on_glibc}
+    assert results["machine"]["torch"] == bench_torch.torch_version()
+    assert results["machine"]["blas_threads"] >= 1
     assert results["machine"]["cores"] >= 1 and results["machine"]["numpy"]
     kinds = {(case["kind"], case["phase"]) for case in results["cases"]}
     assert kinds == {("layer", "forward"), ("layer", "forward+backward"), ("step", "train step")}
@@ -61,7 +67,81 @@ def test_every_side_has_consistent_statistics_and_a_ratio(quick_run):
 def test_conv_cases_cover_all_five_formulations_at_the_small_size(quick_run):
     results, _ = quick_run
     conv = [case for case in results["cases"] if case["name"].startswith("conv")]
-    assert conv and all(set(case["sides"]) == set(bench.SIDES) for case in conv)
+    assert conv and all(set(case["sides"]) == set(bench.SIDES) - {"pytorch"} for case in conv)
+
+
+def test_steps_carry_their_gemm_limit_and_each_sides_fraction_of_it(quick_run):
+    results, table = quick_run
+    for case in results["cases"]:
+        limit = case["gemm_limit"]
+        if case["kind"] != "step":
+            assert limit is None
+            continue
+        assert 0 < limit["min_s"] <= limit["median_s"] <= limit["max_s"]
+        assert limit["gflops"] == pytest.approx(case["flops"] / limit["median_s"] / 1e9)
+        for stats in case["sides"].values():
+            assert stats["limit_fraction"] == pytest.approx(limit["median_s"] / stats["median_s"])
+    assert "| case | N | dtype | MFLOP / image | GEMMs median ms | GFLOP/s | limit img/s |" in table
+
+
+def test_speedups_over_pytorch_where_it_ran(quick_run):
+    results, table = quick_run
+    for case in results["cases"]:
+        for side, stats in case["sides"].items():
+            if TORCH and case["kind"] == "step":
+                assert stats["vs_pytorch"] == pytest.approx(case["sides"]["pytorch"]["median_s"] / stats["median_s"])
+            else:
+                assert "vs_pytorch" not in stats
+    assert ("not installed" in table) != TORCH
+    assert ("pytorch" in results["peak_memory"]) == TORCH
+
+
+def test_without_torch_the_column_says_not_installed_and_nothing_else_changes(monkeypatch, capsys):
+    monkeypatch.setattr(bench_torch, "torch_version", lambda: None)
+    results = bench.run_benchmark(quick=True, repeats=1, memory=False, only="ConvNet")
+    table = bench.format_table(results)
+    [case] = results["cases"]
+    assert set(case["sides"]) == {"ref-fast", "autocnn"} and case["gemm_limit"] is not None
+    assert all("vs_pytorch" not in stats for stats in case["sides"].values())
+    rows = [line for line in table.splitlines() if line.startswith(f"| {bench.DEEP_NAME} | train step")]
+    assert len(rows) == 2 and all("| not installed |" in row for row in rows)
+    assert "PyTorch not installed" in table
+    shown = {t["target"]: t["shown"] for t in results["targets"]}
+    assert shown["step ConvNet batch 100 float32: speed-up over PyTorch"] == "torch not installed"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ThreeLayerConvNet(hidden_dim=20, reg=0.1, weight_scale=1e-1, dtype=np.float64),
+    lambda: ConvNet(blocks=((4, 4), (6,)), hidden_dims=(7,), reg=0.1, dtype=np.float64),
+])
+def test_torch_twin_has_the_same_loss_and_gradients_in_float64(make):
+    """The PyTorch side is the same function of the same params, to float64 rounding."""
+    if not TORCH:  # the bench's answer without torch: no version, and the twin cannot be built
+        assert bench_torch.torch_version() is None
+        with pytest.raises(ImportError):
+            bench_torch.TorchConvNet(make())
+        return
+    np.random.seed(0)
+    model = make()
+    rng = np.random.RandomState(1)
+    X, y = rng.randn(5, 3, 32, 32), rng.randint(10, size=5)
+    loss, grads = model.loss(X, y)
+    torch_loss, torch_grads = bench_torch.TorchConvNet(model).loss_and_grads(X, y)
+    assert torch_loss == pytest.approx(loss, rel=1e-13)
+    assert set(torch_grads) == set(grads)
+    for name, grad in grads.items():
+        assert torch_grads[name].shape == grad.shape
+        scale = max(1.0, np.abs(grad).max())
+        assert np.abs(torch_grads[name] - grad).max() <= 1e-12 * scale, name
+
+
+def test_step_gemms_are_the_layers_products():
+    model = bench._net_65_models("float32")["autocnn"]()
+    n = 7
+    assert bench.step_gemms(model, n) == [
+        ("conv1 forward", 32, 3 * 49, n * 1024), ("conv1 dW", 3 * 49, n * 1024, 32),
+        ("affine2 forward", n, 8192, 1000), ("affine2 dW", 8192, n, 1000), ("affine2 dx", n, 1000, 8192),
+        ("affine3 forward", n, 1000, 10), ("affine3 dW", 1000, n, 10), ("affine3 dx", n, 10, 1000)]
 
 
 def test_all_sides_of_a_step_give_the_same_loss_for_the_same_params(quick_run):
@@ -86,10 +166,10 @@ def test_rows_for_the_report_pair_reference_and_autocnn(quick_run):
 def test_peak_memory_and_targets_are_reported(quick_run):
     results, table = quick_run
     memory = results["peak_memory"]
-    for side in ("ref-fast", "autocnn"):
+    for side in ("ref-fast", "autocnn") + (("pytorch",) if TORCH else ()):
         assert memory[side]["peak_rss_mb"] >= memory[side]["before_steps_mb"] > 0
     targets = results["targets"]
-    assert len(targets) == 11
+    assert len(targets) == 16
     # The quick run's sizes are not the issue's: no target is judged on them.
     assert all(target["met"] is None for target in targets)
     assert "| case | pass | N | dtype | side | median ms |" in table
@@ -105,18 +185,31 @@ def test_model_flops_match_the_issue():
 def test_targets_are_judged_on_a_full_run_shaped_result():
     """evaluate_targets reads the full run's cases (fabricated here, no timing)."""
 
-    def step(name, batch, dtype, times):
+    def step(name, batch, dtype, times, limit_s=None):
         sides = {side: {"median_s": t, "images_per_s": batch / t, "ratio": t / times["ref-fast"]}
                  for side, t in times.items()}
+        for stats in sides.values():
+            if "pytorch" in times:
+                stats["vs_pytorch"] = times["pytorch"] / stats["median_s"]
+            if limit_s:
+                stats["limit_fraction"] = limit_s / stats["median_s"]
         return {"name": name, "kind": "step", "phase": "train step", "batch": batch, "dtype": dtype, "sides": sides}
 
-    results = {"cases": [
-        step(bench.NET_65_NAME, 1000, "float32", {"ref-fast": 1.3, "autocnn": 1.0, "autograd-convolve": 5.0}),
-        step(bench.NET_65_NAME, 50, "float32", {"ref-fast": 0.07, "autocnn": 0.1, "autograd-convolve": 2.0}),
+    results = {"machine": {"torch": "2.x"}, "cases": [
+        step(bench.NET_65_NAME, 1000, "float32", {"ref-fast": 1.3, "autocnn": 1.0, "autograd-convolve": 5.0,
+                                                  "pytorch": 1.3}, limit_s=0.85),
+        step(bench.NET_65_NAME, 50, "float32", {"ref-fast": 0.07, "autocnn": 0.1, "autograd-convolve": 2.0,
+                                                "pytorch": 0.14}),
         step(bench.NET_65_NAME, 50, "float64", {"ref-fast": 0.1, "autocnn": 0.11}),
-        step(bench.DEEP_NAME, 100, "float32", {"ref-fast": 0.5, "autocnn": 0.5}),
-    ], "peak_memory": {"batch": 1000, "hidden_dim": 1000, "autocnn": {"peak_rss_mb": 2000.0}}}
+        step(bench.DEEP_NAME, 100, "float32", {"ref-fast": 0.5, "autocnn": 0.5, "pytorch": 0.49}),
+    ], "peak_memory": {"batch": 1000, "hidden_dim": 1000, "autocnn": {"peak_rss_mb": 2000.0, "steps_mb": 600.0},
+                       "pytorch": {"peak_rss_mb": 1000.0, "steps_mb": 640.0}}}
     met = {target["target"]: target["met"] for target in bench.evaluate_targets(results)}
+    assert met["step 3-layer net batch 1000 float32: speed-up over PyTorch"] is True  # 1.3x
+    assert met["step 3-layer net batch 50 float32: speed-up over PyTorch"] is False  # 1.4x
+    assert met["step ConvNet batch 100 float32: speed-up over PyTorch"] is False  # 0.98x
+    assert met["step 3-layer net batch 1000 float32: fraction of the GEMM limit"] is True  # 0.85
+    assert met["peak growth of a batch-1000 step: autocnn / PyTorch"] is True  # 600 / 640
     assert met["step 3-layer net batch 1000 float32: autocnn / ref-fast"] is True
     assert met["step 3-layer net batch 50 float32: autocnn / ref-fast"] is False  # 1.43x
     assert met["autocnn images/s, 3-layer net batch 1000 float32"] is True  # 1000 img/s

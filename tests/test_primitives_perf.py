@@ -171,6 +171,21 @@ def test_fast_conv_matches_reference_in_float64(shape, filters, stride, pad):
     assert_conv_matches_reference(x, w, b, stride, pad)
 
 
+@pytest.mark.parametrize("block_fraction", [0.0, 0.5])
+@pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES)
+def test_fast_conv_in_image_blocks_matches_reference_in_float64(monkeypatch, shape, filters, stride, pad, block_fraction):
+    # Patch matrices bigger than a block are formed a block of images at a time (one image
+    # per block, or half the batch): the same layer and gradients as the hand-written one.
+    f, kh, kw = filters
+    padded = (shape[0], shape[1], shape[2] + 2 * pad, shape[3] + 2 * pad)
+    patch_bytes = 8 * shape[1] * kh * kw * int(np.prod(autocnn.core.primitives.window_count(padded[2:], (kh, kw), stride)))
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", max(1, int(block_fraction * patch_bytes * shape[0])))
+    if shape[0] > 1 or block_fraction == 0.0:
+        assert not autocnn.core.primitives.patch_matrix_fits_a_block(padded, (kh, kw), stride, 8)
+    x, w, b = rng.randn(*shape), rng.randn(f, shape[1], kh, kw), rng.randn(f)
+    assert_conv_matches_reference(x, w, b, stride, pad)
+
+
 @pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES[:4])
 def test_fast_conv_second_order(shape, filters, stride, pad):
     f, kh, kw = filters
@@ -259,21 +274,40 @@ def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, s
     np.testing.assert_allclose(col2im_gemm(w_mat, g, shape[2:], window, stride), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("images_per_block", [1, 2, 100])
+@pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
+def test_conv_gemm_and_its_filter_gradient_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block):
+    # The forward GEMM and dW form the patches a few images at a time; force 1- and 2-image
+    # blocks (ragged last ones too) and one block for all: the same numbers as one GEMM.
+    x = rng.randn(*shape)
+    f, k = 3, shape[1] * window[0] * window[1]
+    cols = im2col(x, window, stride)
+    w_mat, g = rng.randn(f, k), rng.randn(cols.shape[1], f)
+    pixels = cols.shape[1] // shape[0]
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", images_per_block * k * pixels * 8)
+    for kept in (None, cols):  # formed in blocks, or handed in whole
+        np.testing.assert_allclose(conv_gemm(x, w_mat, kept, window, stride), cols.T @ w_mat.T, rtol=1e-12, atol=1e-12)
+        vjp, _ = make_vjp(lambda w_mat: conv_gemm(x, w_mat, kept, window, stride))(w_mat)
+        np.testing.assert_allclose(vjp(g), (cols @ g).T, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES[:3])
 def test_conv_gemm_and_col2im_gemm_second_order(shape, window, stride):
     x = rng.randn(*shape)
     f, k = 2, shape[1] * window[0] * window[1]
     w_mat = rng.randn(f, k)
     g = rng.randn(im2col(x, window, stride).shape[1], f)
-    # cols is a plain constant, as ops.conv2d hands it in; the gradients still follow x.
+    check_grads(lambda x, w_mat: conv_gemm(x, w_mat, None, window, stride), modes=["rev"], order=2)(x, w_mat)
+    # cols a plain constant, as ops.conv2d hands it in for small batches; the gradients still follow x.
     check_grads(lambda x, w_mat: conv_gemm(x, w_mat, im2col(getval(x), window, stride), window, stride),
                 modes=["rev"], order=2)(x, w_mat)
     check_grads(lambda w_mat, g: col2im_gemm(w_mat, g, shape[2:], window, stride), modes=["rev"], order=2)(w_mat, g)
 
 
-def test_fast_conv_mixed_second_derivative_follows_x_through_the_kept_patches():
-    # dW is formed from the patch matrix the forward kept; differentiated again with respect
-    # to x it must follow x (check_grads' second order does not reach this mixed term).
+def test_fast_conv_mixed_second_derivative_follows_x_through_the_patches():
+    # dW is formed from patch blocks of plain values when nothing is traced; differentiated
+    # again with respect to x it must follow x (check_grads' second order does not reach
+    # this mixed term).
     import autograd
     import autograd.numpy as anp
 

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed repetitions per side (default 2 quick; full: 5 to 25, until the fastest side has run 1 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--table", metavar="PATH", help="also write the Markdown table to this file")
-    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT")
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose name contains TEXT (or one of several, comma-separated; "
+                             "'memory' keeps the peak-memory runs)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from autograd.scipy.special import logsumexp
 
 from autocnn.core.autograd_internals import stop_gradient
-from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col, sliding_windows,
-                                window_count, window_maxima, window_take)
+from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col,
+                                patch_matrix_fits_a_block, sliding_windows, window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
 PoolImpl = Literal["fast", "windows"]
@@ -81,10 +81,12 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # big BLAS call (many small ones stall when the cores are shared). Its result is
         # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
         # ops keep that layout, so the gradient comes back in it and the backward GEMMs run
-        # in BLAS's fast orientation without copies. The patch matrix is built once from the
-        # plain values and handed to the GEMM, which keeps it for dw; dx is taken through
-        # x_pad itself, a block of images at a time (see conv_gemm).
-        cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
+        # in BLAS's fast orientation without copies. A patch matrix that fits in one block is
+        # built once from the plain values and kept for dW; a bigger one is formed a block of
+        # images at a time, never whole (see conv_gemm). dx is taken through x_pad itself.
+        cols = None
+        if patch_matrix_fits_a_block(x_pad.shape, kernel, stride, np.result_type(x_pad, w).itemsize):
+            cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
         rows = conv_gemm(x_pad, anp.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)
         out = anp.transpose(anp.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))

@@ -10,9 +10,10 @@ functions or would make autograd's own VJPs slow:
   which a convolution is a single GEMM; its adjoint ``col2im`` adds them back.
 * ``gemm_tt`` is that GEMM, a.T @ b.T computed in the orientation BLAS runs fastest
   (bilinear, VJPs are autograd.numpy matmuls).
-* ``conv_gemm`` is the conv layer's GEMM as one node of x and the filters: it keeps the
-  patch matrix for dw, and its x-VJP ``col2im_gemm`` (bilinear) forms the patch gradients
-  a cache-sized block of images at a time instead of as one matrix the size of im2col's.
+* ``conv_gemm`` is the conv layer's GEMM as one node of x and the filters (bilinear),
+  formed a cache-sized block of images at a time, and so are its VJPs: dW forms the
+  patch blocks again, and the x-VJP ``col2im_gemm`` (bilinear) the patch-gradient blocks;
+  no matrix the size of im2col's is ever held.
 * ``window_take`` picks one element of every window (max pooling picks the maximum);
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
@@ -239,24 +240,64 @@ defvjp(
 
 # Bytes of patch gradients formed at a time by col2im_gemm: about what the CPU caches hold.
 _PATCH_GRADIENT_BLOCK_BYTES = 8 * 2**20
+# Bytes of patches formed at a time by conv_gemm and its filter gradient. Bigger than a
+# cache: on a machine whose cores are shared, each BLAS call waits for all its threads, so
+# few large calls beat many small ones; a tenth of the >65% net's patch matrix at batch 1000.
+_PATCH_BLOCK_BYTES = 64 * 2**20
 
 
-def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray, window: tuple[int, int],
+def _image_blocks(n: int, k: int, pixels: int, itemsize: int, budget: int):
+    """(first, last) image ranges whose (k, images * pixels) patch block holds about `budget` bytes."""
+    images_per_block = max(1, budget // (k * pixels * itemsize))
+    for first in range(0, n, images_per_block):
+        yield first, min(n, first + images_per_block)
+
+
+def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window: tuple[int, int],
                stride: int) -> np.ndarray:
     """
-    A conv layer's one GEMM: gemm_tt(im2col(x), w_mat), with im2col(x) handed in as cols.
+    A conv layer's one GEMM, gemm_tt(im2col(x), w_mat). Bilinear in x and w_mat.
+
+    With cols = im2col(x) handed in (a patch matrix that fits in one block), that matrix is
+    multiplied and kept for dW. With cols None, each block of images' patches is copied
+    (im2col) and multiplied in turn, and dW forms the blocks again: the whole
+    (C * kh * kw, N * H' * W') patch matrix (600 MB for the >65% net's first layer at batch
+    1000) is never held, forward or backward.
 
     Inputs:
     - x: Padded images of shape (N, C, H, W); differentiated
     - w_mat: Filters as a matrix, shape (F, C * kh * kw); differentiated
-    - cols: im2col(x, window, stride), computed once by the caller and kept for dw (not
-      differentiated: x's gradient is taken through x itself)
+    - cols: im2col(x, window, stride) of the plain values, or None (not differentiated:
+      x's gradient is taken through x itself)
     - window, stride: The filter size and stride
 
     Returns:
-    - rows: Array of shape (N * H' * W', F), as from gemm_tt
+    - rows: Array of shape (N * H' * W', F), a transposed view of the C-contiguous
+      (F, N * H' * W') product (channel-major, as from gemm_tt)
     """
-    return _gemm_tt(cols, w_mat)
+    if cols is not None:
+        return _gemm_tt(cols, w_mat)
+    pixels = int(np.prod(window_count(x.shape[2:], window, stride)))
+    n, k = x.shape[0], w_mat.shape[1]
+    dtype = np.result_type(x, w_mat)
+    out = np.empty((w_mat.shape[0], n * pixels), dtype=dtype)
+    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
+        np.matmul(w_mat, _im2col(x[first:last], window, stride), out=out[:, first * pixels : last * pixels])
+    return out.T
+
+
+def _conv_weight_gradient(x: np.ndarray, g: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
+    """
+    (im2col(x) @ g)^T, a block of images at a time: a conv's filter gradient (F, C * kh * kw)
+    from its padded input x (N, C, H, W) and output gradient rows g (N * H' * W', F).
+    """
+    pixels = int(np.prod(window_count(x.shape[2:], window, stride)))
+    n, k = x.shape[0], x.shape[1] * window[0] * window[1]
+    dtype = np.result_type(x, g)
+    total = np.zeros((k, g.shape[1]), dtype=dtype)
+    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
+        total += _im2col(x[first:last], window, stride) @ g[first * pixels : last * pixels]
+    return total.T
 
 
 def _col2im_gemm(w_mat: np.ndarray, g: np.ndarray, image_size: tuple[int, int], window: tuple[int, int],
@@ -279,9 +320,7 @@ def _col2im_gemm(w_mat: np.ndarray, g: np.ndarray, image_size: tuple[int, int], 
     dtype = np.result_type(w_mat, g)
     image = np.zeros((k // (kh * kw), n, h, w), dtype=dtype)
     w_t, g_t = w_mat.T, g.T  # (K, F), (F, N * H' * W')
-    images_per_block = max(1, _PATCH_GRADIENT_BLOCK_BYTES // (k * pixels * dtype.itemsize))
-    for first in range(0, n, images_per_block):
-        last = min(n, first + images_per_block)
+    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_GRADIENT_BLOCK_BYTES):
         _col2im_add(image[:, first:last], w_t @ g_t[:, first * pixels : last * pixels], window, stride)
     return image.transpose(1, 0, 2, 3)
 
@@ -290,10 +329,22 @@ conv_gemm = primitive(_conv_gemm)
 col2im_gemm = primitive(_col2im_gemm)
 
 
+def patch_matrix_fits_a_block(x_shape: tuple[int, ...], window: tuple[int, int], stride: int, itemsize: int) -> bool:
+    """Whether im2col of an (N, C, H, W) batch fits in one of conv_gemm's blocks (then it is built whole and kept)."""
+    n, c = x_shape[:2]
+    pixels = int(np.prod(window_count(x_shape[2:], window, stride)))
+    return n * c * window[0] * window[1] * pixels * itemsize <= _PATCH_BLOCK_BYTES
+
+
 def _conv_gemm_vjp_w(ans, x, w_mat, cols, window, stride):
-    # Differentiated again with respect to x, the patches must be traced from x itself.
-    patches = im2col(x, window, stride) if is_traced(x) else cols
-    return lambda g: anp.transpose(anp.matmul(patches, g))
+    def vjp(g):
+        if is_traced(x) or is_traced(g):  # differentiated again: the patches traced from x itself
+            return anp.transpose(anp.matmul(im2col(x, window, stride), g))
+        if cols is not None:
+            return anp.transpose(anp.matmul(cols, g))
+        return _conv_weight_gradient(x, g, window, stride)
+
+    return vjp
 
 
 defvjp(

@@ -19,7 +19,15 @@ ref-fast            ``reference.fast_layers`` / ``reference.layers``, hand-writt
 autocnn             autocnn's default formulation, gradients by autograd
 autocnn-scipy       autocnn with conv by the ``scipy.signal.correlate`` primitive
 autograd-convolve   autocnn with conv by ``autograd.scipy.signal.convolve``
+pytorch             the same network in PyTorch on the CPU (training steps only; when
+                    torch is installed, see ``autocnn.tools.bench_torch``)
 ==================  ==============================================================
+
+Each training step is also held against the GEMM limit: the step's own matrix products
+(forward, dW and dx of every conv and affine, at the step's shapes and dtype) run alone
+on contiguous operands, timed interleaved with the sides so that it shares their load.
+Its time is the least a step whose work is those GEMMs could take on this machine; each
+side's fraction of the limit is that time over its median.
 
 Library use (``autocnn report`` draws its speed chart from this)::
 
@@ -45,28 +53,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from autocnn.tools.bench_torch import NOT_INSTALLED
 from autocnn.tools.provenance import load_average, machine_info
 
-SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
+SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve", "pytorch")
 BASELINE = "ref-fast"
+#: The side the speed-ups ("x PyTorch": its median / a side's) are taken against.
+COMPARED = "pytorch"
 
 #: The issue's measurements on this machine class, used by the target checks.
 PROTOTYPE_STEP_MS = {1000: 1224.0, 50: 72.0}  # hand-written numpy prototype, float32
 F32_PEAK_GFLOPS = 209.0  # float32 matmul peak on 2 cores
-
-# The issue's targets (issue 5).
-STEP_RATIO_TARGET = 1.2
-STEP_RATIO_STRETCH = 1.0
-IMAGES_PER_S_TARGET = {1000: 800.0, 50: 600.0}
-PEAK_MEMORY_TARGET_MB = 3 * 1024.0
-CONVOLVE_SPEEDUP_TARGET = 10.0
-REFERENCE_VS_PROTOTYPE_TARGET = 1.5
 
 NET_65_NAME = "3-layer net (>65% config)"
 DEEP_NAME = "ConvNet [32,32]-[64,64]-[128,128] bn"
 NET_65 = {"num_filters": 32, "filter_size": 7, "hidden_dim": 1000, "weight_scale": 1e-3, "reg": 1e-3}
 DEEP_NET = {"blocks": ((32, 32), (64, 64), (128, 128)), "filter_size": 3, "hidden_dims": (256,),
             "use_batchnorm": True, "weight_scale": "he", "reg": 1e-3}
+
+# The targets against PyTorch and the GEMM limit: (case name, batch, dtype) -> least speed-up.
+SPEEDUP_OVER_PYTORCH_TARGETS = {(NET_65_NAME, 1000, "float32"): 1.25, (NET_65_NAME, 50, "float32"): 1.5,
+                                (DEEP_NAME, 100, "float32"): 1.0}
+GEMM_LIMIT_FRACTION_TARGET = 0.8  # the 3-layer net at batch 1000
+STEP_MEMORY_VS_PYTORCH_TARGET = 1.0  # a batch-1000 step's peak growth, autocnn / PyTorch
+
+# The earlier targets, against hand-written backprop.
+STEP_RATIO_TARGET = 1.2
+STEP_RATIO_STRETCH = 1.0
+IMAGES_PER_S_TARGET = {1000: 800.0, 50: 600.0}
+PEAK_MEMORY_TARGET_MB = 3 * 1024.0
+CONVOLVE_SPEEDUP_TARGET = 10.0
+REFERENCE_VS_PROTOTYPE_TARGET = 1.5
 
 
 @dataclass
@@ -83,6 +100,7 @@ class Case:
     - setup: side -> zero-argument factory; calling it prepares the side and returns
       (run, value): run() does one timed repetition, value is what the first call gave
       (a step's loss, so sides can be checked to agree)
+    - limit: Optional factory like setup's of the GEMM-limit run (steps only)
     """
 
     name: str
@@ -92,6 +110,7 @@ class Case:
     dtype: str
     flops: float | None
     setup: dict[str, Callable[[], tuple[Callable[[], Any], float | None]]] = field(default_factory=dict)
+    limit: Callable[[], tuple[Callable[[], Any], float | None]] | None = None
 
 
 # --------------------------------------------------------------------- layer sides
@@ -287,30 +306,84 @@ def _deep_net_models(dtype: str) -> dict[str, Callable[[], Any]]:
     return {"ref-fast": lambda: HandWrittenConvNet(template), "autocnn": autocnn_side}
 
 
-def model_flops(model, input_hw: tuple[int, int] = (32, 32)) -> float:
+def step_gemms(model, batch: int, input_hw: tuple[int, int] = (32, 32)) -> list[tuple[str, int, int, int]]:
     """
-    Useful FLOPs of one training step per image: every conv and affine forward (2 per
-    multiply-add), and twice that again backward (dW and dx), except the first layer's dx,
-    which no gradient needs. Elementwise work is not counted.
+    The matrix products of one training step, from the layer shapes: each conv is one
+    GEMM forward (filters as a (F, C*k*k) matrix times the (C*k*k, N*H*W) patch matrix),
+    one for dW and one for dx, and so is each affine; the first layer has no dx (no
+    gradient needs it). Stride 1 and 'same' padding, as in every ConvNet.
 
     Inputs:
     - model: An autocnn ConvNet (or subclass); its blocks and params give the layer sizes
+    - batch: Images per step
+    - input_hw: (H, W) of the input images
+
+    Returns:
+    - gemms: List of (what, m, k, n): an (m, k) @ (k, n) product, 2 * m * k * n FLOPs
+    """
+    gemms: list[tuple[str, int, int, int]] = []
+    index = 1
+    height, width = input_hw
+    for block in model.blocks:
+        for _ in block:
+            filters, patch = model.params[f"W{index}"].shape[0], model.params[f"W{index}"][0].size
+            pixels = batch * height * width
+            gemms += [(f"conv{index} forward", filters, patch, pixels), (f"conv{index} dW", patch, pixels, filters)]
+            if index > 1:
+                gemms.append((f"conv{index} dx", patch, filters, pixels))
+            index += 1
+        height, width = height // 2, width // 2
+    while f"W{index}" in model.params:
+        fan_in, fan_out = model.params[f"W{index}"].shape
+        gemms += [(f"affine{index} forward", batch, fan_in, fan_out), (f"affine{index} dW", fan_in, batch, fan_out)]
+        if index > 1:
+            gemms.append((f"affine{index} dx", batch, fan_out, fan_in))
+        index += 1
+    return gemms
+
+
+def model_flops(model, input_hw: tuple[int, int] = (32, 32)) -> float:
+    """
+    Useful FLOPs of one training step per image: those of its GEMMs (`step_gemms`: every
+    conv and affine forward, 2 per multiply-add, and twice that again backward, except the
+    first layer's dx). Elementwise work is not counted.
+
+    Inputs:
+    - model: An autocnn ConvNet (or subclass)
     - input_hw: (H, W) of the input images
 
     Returns:
     - flops: Per image
     """
-    flops, index = 0.0, 1
-    height, width = input_hw
-    for block in model.blocks:
-        for _ in block:  # stride 1, 'same' padding: each filter weight meets every pixel
-            flops += 2.0 * model.params[f"W{index}"].size * height * width * (2 if index == 1 else 3)
-            index += 1
-        height, width = height // 2, width // 2
-    while f"W{index}" in model.params:
-        flops += 2.0 * model.params[f"W{index}"].size * (2 if index == 1 else 3)
-        index += 1
-    return flops
+    return sum(2.0 * m * k * n for _, m, k, n in step_gemms(model, 1, input_hw))
+
+
+def _gemm_limit_runner(gemms: list[tuple[str, int, int, int]], dtype: str) -> Callable[[], tuple[Callable[[], None], None]]:
+    """
+    A factory like a side's: the step's GEMMs alone, on C-contiguous random operands of
+    the step's dtype (one array per shape, outputs preallocated), so a run times only BLAS.
+    """
+    import numpy as np
+
+    def prepare():
+        rng = np.random.default_rng(0)
+        arrays: dict[tuple[int, int], np.ndarray] = {}
+
+        def operand(shape):
+            if shape not in arrays:
+                arrays[shape] = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+            return arrays[shape]
+
+        products = [(operand((m, k)), operand((k, n)), np.empty((m, n), dtype)) for _, m, k, n in gemms]
+
+        def run():
+            for a, b, out in products:
+                np.matmul(a, b, out=out)
+
+        run()
+        return run, None
+
+    return prepare
 
 
 def _step_case(name: str, batch: int, dtype: str, models: dict[str, Callable[[], Any]],
@@ -318,10 +391,13 @@ def _step_case(name: str, batch: int, dtype: str, models: dict[str, Callable[[],
     """A training-step case; every side's model starts from the same params and data."""
     import numpy as np
 
+    from autocnn.tools import bench_torch
+
     rng = np.random.RandomState(7)
     X = rng.randn(batch, 3, *input_hw).astype(dtype)
     y = rng.randint(10, size=batch)
-    flops = model_flops(models["autocnn"](), input_hw) * batch
+    gemms = step_gemms(models["autocnn"](), batch, input_hw)
+    flops = sum(2.0 * m * k * n for _, m, k, n in gemms)
 
     def factory(make_model):
         def prepare():
@@ -330,8 +406,10 @@ def _step_case(name: str, batch: int, dtype: str, models: dict[str, Callable[[],
             return (lambda: _train_step(model, X, y, configs)), first_loss
         return prepare
 
-    return Case(name, "step", "train step", batch, dtype, flops,
-                {side: factory(models[side]) for side in sides if side in models})
+    setup = {side: factory(models[side]) for side in sides if side in models}
+    if COMPARED in sides and bench_torch.torch_version() is not None:
+        setup[COMPARED] = bench_torch.torch_step_side(models["autocnn"], X, y)
+    return Case(name, "step", "train step", batch, dtype, flops, setup, limit=_gemm_limit_runner(gemms, dtype))
 
 
 QUICK_HIDDEN_DIM = 100  # the quick run's 3-layer net: same architecture, a smaller hidden layer
@@ -339,21 +417,22 @@ QUICK_HIDDEN_DIM = 100  # the quick run's 3-layer net: same architecture, a smal
 
 def _step_cases(quick: bool) -> list[Case]:
     """The training-step cases, in table order."""
-    all_sides = ("ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
+    all_sides = ("ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve", COMPARED)
     seed_name, deep_name = NET_65_NAME, DEEP_NAME
     if quick:
         seed_name = f"3-layer net (>65% config, hidden {QUICK_HIDDEN_DIM})"
         return [
             _step_case(seed_name, 8, "float32", _net_65_models("float32", QUICK_HIDDEN_DIM), all_sides),
             _step_case(seed_name, 4, "float64", _net_65_models("float64", QUICK_HIDDEN_DIM), all_sides),
-            _step_case(deep_name, 4, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
+            _step_case(deep_name, 4, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn", COMPARED)),
         ]
     return [
         # The >65% run itself; autograd-convolve here too, for the network-level speed-up.
-        _step_case(seed_name, 1000, "float32", _net_65_models("float32"), ("ref-fast", "autocnn", "autograd-convolve")),
+        _step_case(seed_name, 1000, "float32", _net_65_models("float32"),
+                   ("ref-fast", "autocnn", "autograd-convolve", COMPARED)),
         _step_case(seed_name, 50, "float32", _net_65_models("float32"), all_sides),
         _step_case(seed_name, 50, "float64", _net_65_models("float64"), all_sides),
-        _step_case(deep_name, 100, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn")),
+        _step_case(deep_name, 100, "float32", _deep_net_models("float32"), ("ref-fast", "autocnn", COMPARED)),
     ]
 
 
@@ -379,13 +458,17 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
       of a shared machine, one of 13 much less. Extra repetitions stop once the case as a
       whole has taken CASE_SECONDS_FOR_EXTRA_REPEATS (slow sides take seconds a run)
 
-    Returns a dict with the case's description and, per side, its times (seconds), median,
-    min, max, ratio of its median to the reference fast side, images/s and GFLOP/s.
+    Returns a dict with the case's description; per side its times (seconds), median, min,
+    max, ratio of its median to the reference fast side, speed-up over PyTorch (where it
+    ran), images/s, GFLOP/s and fraction of the GEMM limit (steps); and 'gemm_limit': the
+    GEMM-only run's median, min, max, images/s and GFLOP/s (None for layers).
     """
     runners, values = {}, {}
     for side in SIDES:  # prepare (and warm up) in a fixed order
         if side in case.setup:
             runners[side], values[side] = case.setup[side]()
+    if case.limit is not None:  # timed in the same rotation, reported apart from the sides
+        runners[_LIMIT], _ = case.limit()
     order = list(runners)
     times: dict[str, list[float]] = {side: [] for side in order}
     max_repeats = max(repeats, max_repeats or repeats)
@@ -407,20 +490,34 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
     runners.clear()
     gc.collect()
 
+    limit = None
+    if _LIMIT in times:
+        limit = _summary(times.pop(_LIMIT))
+        limit["images_per_s"] = case.batch / limit["median_s"]
+        limit["gflops"] = case.flops / limit["median_s"] / 1e9
     sides: dict[str, dict[str, Any]] = {}
-    for side in order:
+    for side in times:
         stats = _summary(times[side])
         stats["times_s"] = times[side]
         stats["images_per_s"] = case.batch / stats["median_s"]
         stats["gflops"] = None if case.flops is None else case.flops / stats["median_s"] / 1e9
+        if limit is not None:
+            stats["limit_fraction"] = limit["median_s"] / stats["median_s"]
         if values[side] is not None:
             stats["loss"] = values[side]
         sides[side] = stats
-    if BASELINE in sides:
-        for stats in sides.values():
-            stats["ratio"] = stats["median_s"] / sides[BASELINE]["median_s"]
+    for key, against in (("ratio", BASELINE), ("vs_pytorch", COMPARED)):
+        if against in sides:
+            for stats in sides.values():
+                # ratio: median / ref-fast's (lower is faster); vs_pytorch: PyTorch's median /
+                # this one (the speed-up over PyTorch, higher is faster).
+                stats[key] = (stats["median_s"] / sides[against]["median_s"] if key == "ratio"
+                              else sides[against]["median_s"] / stats["median_s"])
     return {"name": case.name, "kind": case.kind, "phase": case.phase, "batch": case.batch, "dtype": case.dtype,
-            "flops": case.flops, "sides": sides}
+            "flops": case.flops, "sides": sides, "gemm_limit": limit}
+
+
+_LIMIT = "gemm limit"
 
 
 # -------------------------------------------------------------------- peak memory
@@ -444,18 +541,26 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
     from autocnn.training.allocator import keep_freed_memory
 
     keep_freed_memory()  # the memory a training run holds with the setting autocnn train uses
-    model = _net_65_models("float32", hidden_dim)[side]()
     rng = np.random.RandomState(7)
     X, y = rng.randn(batch, 3, 32, 32).astype("float32"), rng.randint(10, size=batch)
+    models = _net_65_models("float32", hidden_dim)
+    if side == COMPARED:
+        from autocnn.tools.bench_torch import torch_trainer
+
+        step = torch_trainer(models["autocnn"](), X, y)
+    else:
+        model, configs = models[side](), {}
+
+        def step():
+            _train_step(model, X, y, configs)
     before = _memory_kib("VmRSS")
     try:  # restart the high-water mark so it covers the steps (Linux >= 4.0)
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
     except OSError:
         pass
-    configs: dict = {}
     for _ in range(steps):
-        _train_step(model, X, y, configs)
+        step()
     peak = _memory_kib("VmHWM")
     if peak is None or before is None:  # not Linux: the whole-process peak, setup included
         import resource
@@ -467,8 +572,9 @@ def _peak_rss_child(side: str, batch: int, steps: int, hidden_dim: int) -> None:
 def measure_peak_memory(side: str, batch: int, steps: int = 2, hidden_dim: int = NET_65["hidden_dim"],
                         timeout: float = 600.0) -> dict[str, float]:
     """
-    Peak resident memory of a fresh Python process that builds the >65% net and runs
-    `steps` training steps at `batch` images (float32). A fresh process, because the
+    Peak resident memory of a fresh Python process that builds the >65% net (side
+    'ref-fast', 'autocnn' or 'pytorch') and runs `steps` training steps at `batch` images
+    (float32). A fresh process, because the
     peak of one that has already run other benchmarks says nothing about a step.
 
     Returns:
@@ -519,7 +625,28 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
         rate = None if case is None else case["sides"]["autocnn"]["images_per_s"]
         check(f"autocnn images/s, 3-layer net batch {batch} float32", f">= {goal:.0f}", rate,
               None if rate is None else rate >= goal)
+    installed = results.get("machine", {}).get("torch") is not None
+    for (name, batch, dtype), goal in SPEEDUP_OVER_PYTORCH_TARGETS.items():
+        case = _find(results, name, "train step", batch, dtype)
+        speedup = None if case is None else case["sides"].get("autocnn", {}).get("vs_pytorch")
+        short = "3-layer net" if name == NET_65_NAME else "ConvNet"
+        check(f"step {short} batch {batch} {dtype}: speed-up over PyTorch", f">= {goal}", speedup,
+              None if speedup is None else speedup >= goal, "x")
+    case = _find(results, NET_65_NAME, "train step", 1000, "float32")
+    fraction = None if case is None else case["sides"]["autocnn"].get("limit_fraction")
+    check("step 3-layer net batch 1000 float32: fraction of the GEMM limit", f">= {GEMM_LIMIT_FRACTION_TARGET}",
+          fraction, None if fraction is None else fraction >= GEMM_LIMIT_FRACTION_TARGET)
     memory = results.get("peak_memory") or {}
+    full_size = memory.get("batch") == 1000 and memory.get("hidden_dim") == NET_65["hidden_dim"]
+    growth = None
+    if full_size and "autocnn" in memory and COMPARED in memory:
+        growth = memory["autocnn"]["steps_mb"] / memory[COMPARED]["steps_mb"]
+    check("peak growth of a batch-1000 step: autocnn / PyTorch", f"<= {STEP_MEMORY_VS_PYTORCH_TARGET}", growth,
+          None if growth is None else growth <= STEP_MEMORY_VS_PYTORCH_TARGET, "x")
+    if not installed:  # say why these are not measured
+        for target in checks:
+            if "PyTorch" in target["target"]:
+                target["shown"] = "torch not installed"
     if memory.get("batch") == 1000 and memory.get("hidden_dim") == NET_65["hidden_dim"] and "autocnn" in memory:
         peak = memory["autocnn"]["peak_rss_mb"]
         check("autocnn peak RSS, batch-1000 step", f"<= {PEAK_MEMORY_TARGET_MB:.0f} MB", peak,
@@ -570,14 +697,17 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - repeats: Timed repetitions per side, after one warm-up (default: 2 quick; full: 5 to
       MAX_REPEATS, until the fastest side has run MIN_SECONDS_FASTEST_SIDE)
     - memory: Also measure the peak RSS of batch-1000 steps (batch 50 when quick)
-    - only: Run only the cases whose name contains this text
+    - only: Run only the cases whose name contains this text, or one of several texts
+      separated by commas ('memory' keeps the peak-memory runs)
     - progress: Called with a line of text as each case finishes (e.g. print)
 
     Returns a JSON-friendly dict:
-    - machine: see `machine_info`; settings: quick, repeats
+    - machine: see `machine_info`, plus blas_kernel (OpenBLAS's CPU kernel, where known),
+      blas_threads and torch (its version, None when not installed); settings: quick, repeats
     - cases: one dict per case (see `time_case`)
     - rows: per case with both sides, {name, reference_ms, autocnn_ms, ratio}
-    - peak_memory: {'batch', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}} or None
+    - peak_memory: {'batch', 'hidden_dim', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}}
+      for ref-fast, autocnn and (when installed) pytorch, or None
     - targets: see `evaluate_targets`
     """
     from autocnn.training.allocator import keep_freed_memory
@@ -589,7 +719,12 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     started = time.perf_counter()
     # As autocnn train runs (see autocnn.training.allocator); every side of every case shares it.
     keeps_freed_memory = keep_freed_memory()
-    results: dict[str, Any] = {"machine": machine_info(),
+    from autocnn.tools import bench_torch
+
+    torch_version = bench_torch.torch_version()
+    machine = dict(machine_info(), blas_kernel=bench_torch.blas_kernel(), blas_threads=bench_torch.blas_threads(),
+                   torch=torch_version)
+    results: dict[str, Any] = {"machine": machine,
                                "settings": {"quick": quick, "repeats": repeats, "max_repeats": max_repeats,
                                             "min_seconds_fastest_side": min_seconds,
                                             "keeps_freed_memory": keeps_freed_memory},
@@ -597,17 +732,17 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     builders = [_layer_cases, _step_cases]
     for build in builders:
         for case in build(quick):
-            if only and only not in case.name:
+            if only and not any(part in case.name for part in only.split(",")):
                 continue
             timed = time_case(case, repeats, min_seconds, max_repeats)
             results["cases"].append(timed)
             if progress:
                 progress(_progress_line(timed))
     results["peak_memory"] = None
-    if memory and (not only or "memory" in only):
+    if memory and (not only or "memory" in only.split(",")):
         batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, NET_65["hidden_dim"])
         results["peak_memory"] = {"batch": batch, "hidden_dim": hidden_dim}
-        for side in ("ref-fast", "autocnn"):
+        for side in ("ref-fast", "autocnn") + ((COMPARED,) if torch_version else ()):
             results["peak_memory"][side] = measure_peak_memory(side, batch, hidden_dim=hidden_dim)
             if progress:
                 progress(f"peak RSS, batch {batch} steps, {side}: {results['peak_memory'][side]['peak_rss_mb']:.0f} MB")
@@ -637,41 +772,63 @@ def _ms(seconds: float) -> str:
 def format_table(results: dict) -> str:
     """
     The results as Markdown: one row per case and side (median, min-max, ratio to
-    ref-fast, images/s, GFLOP/s), then peak memory, then the issue's targets.
+    ref-fast, speed-up over PyTorch, images/s, GFLOP/s, fraction of the GEMM limit), then
+    each step's GEMM limit, peak memory, and the targets.
     """
     machine = results["machine"]
+    torch_version = machine.get("torch")
+    kernel = machine.get("blas_kernel")
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, numpy "
-        f"{machine['numpy']} ({machine['blas']}), scipy {machine['scipy']}, autograd {machine['autograd']}; "
+        f"{machine['numpy']} ({machine['blas']}{f', {kernel} kernel' if kernel else ''}, "
+        f"{machine.get('blas_threads', '?')} threads), scipy {machine['scipy']}, autograd {machine['autograd']}; "
+        f"PyTorch {torch_version or 'not installed'}; "
         f"BLAS env: {machine['blas_env'] or 'none set'}; load average at start "
         f"{_load(machine.get('load_average_start'))}, at end {_load(machine.get('load_average_end'))}.",
         f"{_repetitions(results['settings'])} interleaved repetitions per side after a warm-up"
         f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
-        "ratio = median / ref-fast median (lower is faster); malloc "
+        "ratio = median / ref-fast median (lower is faster); x PyTorch = PyTorch's median / the side's (higher is "
+        "faster; training steps only); % limit = the step's GEMMs alone / the side's median; malloc "
         f"{'keeps freed memory (autocnn.training.allocator, as in autocnn train)' if results['settings'].get('keeps_freed_memory') else 'as the C library defaults'}.",
         "",
-        "| case | pass | N | dtype | side | median ms | min–max ms | ratio | img/s | GFLOP/s |",
-        "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "| case | pass | N | dtype | side | median ms | min–max ms | ratio | x PyTorch | img/s | GFLOP/s | % limit |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in results["cases"]:
         for side, stats in case["sides"].items():
-            ratio = stats.get("ratio")
-            gflops = stats.get("gflops")
+            ratio, gflops, vs, fraction = (stats.get(key) for key in ("ratio", "gflops", "vs_pytorch", "limit_fraction"))
+            if vs is not None:
+                shown_vs = f"{vs:.2f}"
+            else:
+                shown_vs = NOT_INSTALLED if case["kind"] == "step" and not torch_version else "–"
             lines.append(
                 f"| {case['name']} | {case['phase']} | {case['batch']} | {case['dtype']} | {side} | "
                 f"{_ms(stats['median_s'])} | {_ms(stats['min_s'])}–{_ms(stats['max_s'])} | "
-                f"{'–' if ratio is None else f'{ratio:.2f}'} | {stats['images_per_s']:.0f} | "
-                f"{'–' if gflops is None else f'{gflops:.1f}'} |"
+                f"{'–' if ratio is None else f'{ratio:.2f}'} | {shown_vs} | {stats['images_per_s']:.0f} | "
+                f"{'–' if gflops is None else f'{gflops:.1f}'} | "
+                f"{'–' if fraction is None else f'{100 * fraction:.0f}%'} |"
             )
+    limits = [case for case in results["cases"] if case.get("gemm_limit")]
+    if limits:
+        lines += ["", "GEMM limit of each training step: its matrix products alone (autocnn.tools.bench.step_gemms), "
+                      "on contiguous operands, timed in the same rotation as the sides:", "",
+                  "| case | N | dtype | MFLOP / image | GEMMs median ms | GFLOP/s | limit img/s |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
+        for case in limits:
+            limit = case["gemm_limit"]
+            lines.append(f"| {case['name']} | {case['batch']} | {case['dtype']} | {case['flops'] / case['batch'] / 1e6:.1f} "
+                         f"| {_ms(limit['median_s'])} | {limit['gflops']:.1f} | {limit['images_per_s']:.0f} |")
     memory = results.get("peak_memory")
     if memory:
         lines += ["", f"Peak memory of a fresh process running batch-{memory['batch']} float32 steps of the 3-layer net "
                       f"(hidden {memory['hidden_dim']}):", "",
                   "| side | peak RSS MB | before the steps MB | added by the steps MB |", "|---|---:|---:|---:|"]
-        for side in ("ref-fast", "autocnn"):
+        for side in ("ref-fast", "autocnn", COMPARED):
             if side in memory:
                 m = memory[side]
                 lines.append(f"| {side} | {m['peak_rss_mb']:.0f} | {m['before_steps_mb']:.0f} | {m['steps_mb']:.0f} |")
+            elif side == COMPARED:
+                lines.append(f"| {side} | {NOT_INSTALLED} | | |")
     lines += ["", "| target | goal | measured | met |", "|---|---|---:|---|"]
     for target in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]

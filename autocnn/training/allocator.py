@@ -1,7 +1,8 @@
 """Keep freed memory in the process: what makes numpy's big temporaries cheap to re-create.
 
-A training step allocates and frees the same large arrays every time (at batch 1000 the
-conv layer's patch matrix is 600 MB and each activation 128 MB). glibc's malloc serves
+A training step allocates and frees the same large arrays every time (at batch 1000 each
+of the >65% net's conv activations and their gradients is 128 MB, the conv's patch blocks
+64 MB; see ``autocnn.core.primitives.conv_gemm``). glibc's malloc serves
 every block above 32 MB with a fresh ``mmap`` and returns it with ``munmap`` when freed,
 so each step page-faults all of that memory in again, zero-filled by the kernel: filling
 a new 128 MB array costs ~24 ms on the benchmark machine against ~10 ms for reused memory.
