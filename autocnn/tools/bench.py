@@ -560,7 +560,8 @@ def _repetitions(settings: dict[str, Any]) -> str:
 
 
 def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool = True,
-                  only: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  only: str | None = None, progress: Callable[[str], None] | None = None,
+                  bar: bool = False) -> dict[str, Any]:
     """
     Run the benchmark and return its results.
 
@@ -572,6 +573,8 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - memory: Also measure the peak RSS of batch-1000 steps (batch 50 when quick)
     - only: Run only the cases whose name contains this text
     - progress: Called with a line of text as each case finishes (e.g. print)
+    - bar: Show a progress bar over the cases (tqdm: on stderr in a terminal, a widget
+      in Jupyter); progress lines are then printed above it
 
     Returns a JSON-friendly dict:
     - machine: see `machine_info`; settings: quick, repeats
@@ -594,15 +597,19 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
                                             "min_seconds_fastest_side": min_seconds,
                                             "keeps_freed_memory": keeps_freed_memory},
                                "cases": []}
-    builders = [_layer_cases, _step_cases]
-    for build in builders:
-        for case in build(quick):
-            if only and only not in case.name:
-                continue
+    from tqdm.auto import tqdm
+
+    cases = [case for build in (_layer_cases, _step_cases) for case in build(quick)
+             if not only or only in case.name]
+    with tqdm(total=len(cases), desc="benchmark", unit="case", disable=not bar, file=sys.stderr) as shown:
+        for case in cases:
+            shown.set_postfix_str(f"{case.name} {case.phase} N={case.batch}")
             timed = time_case(case, repeats, min_seconds, max_repeats)
             results["cases"].append(timed)
             if progress:
-                progress(_progress_line(timed))
+                with tqdm.external_write_mode(file=sys.stderr):  # the line goes above the bar
+                    progress(_progress_line(timed))
+            shown.update()
     results["peak_memory"] = None
     if memory and (not only or "memory" in only):
         batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, NET_65["hidden_dim"])
