@@ -47,7 +47,7 @@ from typing import Any, Callable, Sequence
 
 from autocnn.tools.provenance import load_average, machine_info
 
-SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve")
+SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve", "autocnn-pure")
 BASELINE = "ref-fast"
 
 #: The issue's measurements on this machine class, used by the target checks.
@@ -101,9 +101,11 @@ def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, 
     from autocnn.core import derive, layers, ops
     from reference import conv_layers, fast_layers
 
-    def convolve_forward(x, w, b, conv_param):
-        return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"],
-                              impl="autograd-convolve")
+    def formulation(impl):
+        def conv_forward(x, w, b, conv_param):
+            return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"], impl=impl)
+
+        return conv_forward
 
     sides = {"ref-fast": (fast_layers.conv_forward_fast, fast_layers.conv_backward_fast),
              "autocnn": (layers.conv_forward_fast, layers.conv_backward_fast)}
@@ -111,8 +113,17 @@ def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, 
         sides["ref-naive"] = (conv_layers.conv_forward_naive, conv_layers.conv_backward_naive)
     if with_slow:
         sides["autocnn-scipy"] = (layers.conv_forward_naive, layers.conv_backward_naive)  # the scipy formulation
-        sides["autograd-convolve"] = (convolve_forward, derive.backward)
+        sides["autograd-convolve"] = (formulation("autograd-convolve"), derive.backward)
+        sides["autocnn-pure"] = (formulation("pure"), derive.backward)  # slices and sums, no derivative rule
     return sides
+
+
+def _pure_pool_forward(x, pool_param):
+    """max_pool_forward in the notebook API by ops.max_pool2d impl='pure' (no derivative rule)."""
+    from autocnn.core import derive, ops
+
+    return derive.forward(ops.max_pool2d, x, pool_height=pool_param["pool_height"],
+                          pool_width=pool_param["pool_width"], stride=pool_param["stride"], impl="pure")
 
 
 def _layer_case(name: str, phase: str, batch: int, dtype: str, flops: float | None,
@@ -149,7 +160,7 @@ def _layer_cases(quick: bool) -> list[Case]:
     """The per-layer cases, in table order."""
     import numpy as np
 
-    from autocnn.core import layers
+    from autocnn.core import derive, layers
     from reference import conv_layers, fast_layers
     from reference import layers as ref_layers
 
@@ -186,6 +197,7 @@ def _layer_cases(quick: bool) -> list[Case]:
                  "autocnn": (layers.max_pool_forward_fast, layers.max_pool_backward_fast)}
         if n == small:
             sides["ref-naive"] = (conv_layers.max_pool_forward_naive, conv_layers.max_pool_backward_naive)
+            sides["autocnn-pure"] = (_pure_pool_forward, derive.backward)
 
         def pool_inputs(n=n):
             return (np.maximum(randn(n, 32, 32, 32), 0), dict(pool_param))  # after a relu: many ties at 0

@@ -239,3 +239,111 @@ class LayerwiseConvNet:
         for name in weights:
             grads[name] = grads[name] + self.reg * p[name]
         return loss, grads
+
+
+# ------------------------------------------------------------ formulations, for the teaching notebook
+
+_OPS, _PRIM = "autocnn.core.ops.", "autocnn.core.primitives."
+
+# One layer, several formulations: (label, benchmark side, forward code, derivative code, primitives whose
+# defvjp statements count as derivative code). Derivative code is every line that exists only so that a
+# gradient can be computed: stated VJPs, and the adjoint operators they call.
+FORMULATIONS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]] = {
+    "conv": [
+        ("pure autograd.numpy (slices and sums)", "autocnn-pure",
+         (_OPS + "_conv2d_from_slices", _OPS + "_tap"), (), ()),
+        ("scipy.signal.correlate + the correlation's rule", "autocnn-scipy",
+         (_PRIM + "correlate_valid",), (_PRIM + "_correlate_valid_vjp_x", _PRIM + "_correlate_valid_vjp_w"),
+         ("correlate_valid",)),
+        ("fast default: im2col + one GEMM, its primitives", "autocnn",
+         (_PRIM + "_im2col", _PRIM + "_conv_gemm", _PRIM + "_gemm_tt"),
+         (_PRIM + "_col2im", _PRIM + "_col2im_add", _PRIM + "_col2im_gemm", _PRIM + "_conv_gemm_vjp_w",
+          _PRIM + "_c_ordered"),
+         ("im2col", "col2im", "gemm_tt", "conv_gemm", "col2im_gemm")),
+        ("reference: hand-written fast layers", "ref-fast",
+         ("reference.fast_layers.conv_forward_fast", "reference.fast_layers._pad_spatial",
+          "reference.fast_layers._sliding_windows"),
+         ("reference.fast_layers.conv_backward_fast", "reference.fast_layers._offset_slice"), ()),
+        ("reference: hand-written naive layers", "ref-naive",
+         ("reference.conv_layers.conv_forward_naive", "reference.conv_layers._output_size"),
+         ("reference.conv_layers.conv_backward_naive",), ()),
+    ],
+    "max pool": [
+        ("pure autograd.numpy (maximum of slices)", "autocnn-pure", (_OPS + "_max_pool_from_slices", _OPS + "_tap"),
+         (), ()),
+        ("fast default: first maximum per window, its primitives", "autocnn",
+         (_PRIM + "window_maxima", _PRIM + "_winner", _PRIM + "_window_take"), (_PRIM + "_window_put",),
+         ("window_take", "window_put")),
+        ("reference: hand-written fast layers", "ref-fast",
+         ("reference.fast_layers.max_pool_forward_fast", "reference.fast_layers._pool_geometry"),
+         ("reference.fast_layers.max_pool_backward_fast",), ()),
+        ("reference: hand-written naive layers", "ref-naive", ("reference.conv_layers.max_pool_forward_naive",),
+         ("reference.conv_layers.max_pool_backward_naive",), ()),
+    ],
+}
+
+
+def defvjp_lines(primitives: Sequence[str]) -> int:
+    """Code lines of the ``defvjp(...)`` statements of the named primitives in autocnn.core.primitives."""
+    import ast
+    import inspect
+
+    import autocnn.core.primitives
+    from autocnn.tools.report import count_code_lines
+
+    source = inspect.getsource(autocnn.core.primitives)
+    total = 0
+    for node in ast.parse(source).body:
+        call = node.value if isinstance(node, ast.Expr) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "defvjp" and call.args \
+                and getattr(call.args[0], "id", "") in primitives:
+            total += count_code_lines(ast.get_source_segment(source, node))
+    return total
+
+
+def _code_lines(names: Sequence[str]) -> int:
+    """report.code_lines, looking through autograd's primitive wrapper to the function written here."""
+    import inspect
+
+    from autocnn.tools.report import _resolve, count_code_lines
+
+    total = 0
+    for name in names:
+        obj = _resolve(name)
+        if obj is None:
+            raise LookupError(f"{name} not found: the formulation table names a function that moved")
+        obj = getattr(obj, "fun", obj) if getattr(obj, "_is_autograd_primitive", False) else obj
+        total += count_code_lines(inspect.getsource(obj))
+    return total
+
+
+def formulation_rows(layer: str, bench_results: dict | None = None, case_name: str | None = None) -> list[dict]:
+    """
+    Code each formulation of a layer needed, beside its time in a benchmark run.
+
+    Inputs:
+    - layer: 'conv' or 'max pool' (a key of FORMULATIONS)
+    - bench_results: What autocnn.tools.bench.run_benchmark returned, or None for no times
+    - case_name: The benchmark case to read the times from (forward+backward, smallest batch)
+
+    Returns:
+    - rows: dicts with formulation, forward_lines, derivative_lines, counted (function names),
+      side, median_ms and ratio (to the reference's fast layers) when timed
+    """
+    timed = {}
+    if bench_results is not None:
+        cases = [c for c in bench_results["cases"] if c["phase"] == "forward+backward"
+                 and (case_name is None or c["name"] == case_name) and c["name"].startswith(layer)]
+        if cases:
+            smallest = min(cases, key=lambda c: c["batch"])
+            timed = {side: stats for side, stats in smallest["sides"].items()}
+    rows = []
+    for label, side, forward, derivative, rules in FORMULATIONS[layer]:
+        stats = timed.get(side)
+        rows.append({"formulation": label, "side": side, "forward_lines": _code_lines(forward),
+                     "derivative_lines": _code_lines(derivative) + defvjp_lines(rules),
+                     "counted": [name.rsplit(".", 1)[-1] for name in forward + derivative]
+                     + [f"defvjp({name})" for name in rules],
+                     "median_ms": None if stats is None else 1e3 * stats["median_s"],
+                     "ratio": None if stats is None else stats.get("ratio")})
+    return rows
