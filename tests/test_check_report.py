@@ -139,3 +139,9 @@ def test_bad_target_type_names_the_problem():
         check(["a", "b"])
     with pytest.raises(ValueError, match="no such file or folder"):
         check("no/such/folder")
+
+
+def test_check_all_shows_a_progress_bar(capsys):
+    check_all([str(BROKEN / "relu_leaks_negative.py")], timeout=TIMEOUT, progress=True)
+    err = capsys.readouterr().err
+    assert "autocnn check: 100%" in err and "1/1" in err
