@@ -277,3 +277,13 @@ def test_extra_repetitions_stop_when_the_case_has_taken_long_enough(monkeypatch)
     # nor the 40-repetition cap.
     assert case_seconds(runs) >= 0.1 and (runs == 2 or case_seconds(runs - 1) < 0.1)
     assert sum(sides["autocnn"]["times_s"]) < 1.0 and runs < 40
+
+
+def test_progress_bar_counts_the_cases_and_keeps_the_progress_lines(capsys):
+    lines = []
+    results = bench.run_benchmark(quick=True, repeats=1, memory=False, only="softmax", progress=lines.append, bar=True)
+    err = capsys.readouterr().err
+    assert len(results["cases"]) == len(lines) == 1 and lines[0].startswith("softmax loss")
+    assert "benchmark: 100%" in err and "1/1" in err
+    bench.run_benchmark(quick=True, repeats=1, memory=False, only="softmax")
+    assert "benchmark" not in capsys.readouterr().err  # no bar unless asked

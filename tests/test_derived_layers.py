@@ -15,7 +15,7 @@ import reference.conv_layers as ref_conv
 import reference.fast_layers as ref_fast
 import reference.layer_utils as ref_utils
 import reference.layers as ref
-from autocnn.core import layer_utils, layers, ops
+from autocnn.core import derive, layer_utils, layers, ops
 from autocnn.tools.gradcheck import rel_error
 
 TOL = {np.float64: 1e-8, np.float32: 1e-5}
@@ -51,6 +51,16 @@ def assert_close(ours, theirs, dtype, what=""):
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape}"
     error = float64_error(ours, theirs) if dtype == np.float64 else scale_error(ours, theirs)
     assert error <= TOL[dtype], f"{what}: error {error:.3e} > {TOL[dtype]:.0e}"
+
+
+def pure_conv_forward(x, w, b, conv_param):
+    """The conv of slices and sums (ops.conv2d impl='pure'), no derivative rule: autograd's alone."""
+    return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"], impl="pure")
+
+
+def pure_pool_forward(x, pool_param):
+    return derive.forward(ops.max_pool2d, x, pool_height=pool_param["pool_height"],
+                          pool_width=pool_param["pool_width"], stride=pool_param["stride"], impl="pure")
 
 
 def compare(ours_forward, ours_backward, ref_forward, ref_backward, inputs, extra, dtype, seed=0, close=assert_close):
@@ -111,8 +121,9 @@ def test_relu(dtype, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "ours", [(layers.conv_forward_naive, layers.conv_backward_naive), (layers.conv_forward_fast, layers.conv_backward_fast)],
-    ids=["scipy-correlate", "fast"],
+    "ours", [(layers.conv_forward_naive, layers.conv_backward_naive), (layers.conv_forward_fast, layers.conv_backward_fast),
+             (pure_conv_forward, derive.backward)],
+    ids=["scipy-correlate", "fast", "pure"],
 )
 @FAST
 @given(case=conv_cases())
@@ -125,8 +136,9 @@ def test_conv(dtype, ours, case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "ours", [(layers.max_pool_forward_naive, layers.max_pool_backward_naive), (layers.max_pool_forward_fast, layers.max_pool_backward_fast)],
-    ids=["windows", "fast"],
+    "ours", [(layers.max_pool_forward_naive, layers.max_pool_backward_naive), (layers.max_pool_forward_fast, layers.max_pool_backward_fast),
+             (pure_pool_forward, derive.backward)],
+    ids=["windows", "fast", "pure"],
 )
 @FAST
 @given(case=pool_cases())

@@ -4,8 +4,8 @@
 | --- | --- |
 | ``autocnn/core`` | numpy, scipy, autograd, ``autocnn.core``, ``reference.validation`` |
 | ``autocnn/training`` | numpy, ``autocnn.core``, ``autocnn.files``, ``reference.validation`` |
-| ``autocnn/data`` | numpy, ``autocnn.files`` |
-| ``autocnn/tools`` | anything above, matplotlib, dask (the sweep), torch and threadpoolctl (optional, for the bench), ``reference``; not ``autocnn.cli`` |
+| ``autocnn/data`` | numpy, tqdm, ``autocnn.files`` |
+| ``autocnn/tools`` | anything above, matplotlib, tqdm, dask (the sweep), torch and threadpoolctl (optional, for the bench), ``reference``; not ``autocnn.cli`` |
 | ``autocnn/cli`` | anything; the only place that imports argparse or sets process-wide state |
 | ``reference`` | numpy, ``reference`` (the oracle knows nothing of autocnn) |
 """
@@ -26,8 +26,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, tuple[str, ...]] = {
     "autocnn/core": ("numpy", "scipy", "autograd", "autocnn.core", "reference.validation"),
     "autocnn/training": ("numpy", "autocnn.core", "autocnn.files", "autocnn.training", "reference.validation"),
-    "autocnn/data": ("numpy", "autocnn.files", "autocnn.data"),
-    "autocnn/tools": ("numpy", "scipy", "autograd", "matplotlib", "dask", "distributed", "torch", "threadpoolctl",
+    "autocnn/data": ("numpy", "tqdm", "autocnn.files", "autocnn.data"),
+    "autocnn/tools": ("numpy", "scipy", "autograd", "matplotlib", "tqdm", "dask", "distributed", "torch", "threadpoolctl",
                       "autocnn.core", "autocnn.training",
                       "autocnn.data", "autocnn.files", "autocnn.tools", "autocnn.gradcheck", "reference"),
     "reference": ("numpy", "reference"),

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from autocnn.tools.bench import format_table, run_benchmark
 
     results = run_benchmark(quick=args.quick, repeats=args.repeats, memory=not args.no_memory, only=args.only,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+                            progress=lambda line: print(line, file=sys.stderr, flush=True),
+                            bar=sys.stderr.isatty())  # a bar in a terminal; log files get the lines only
     table = format_table(results)
     print(table, end="")
     for path, text in ((args.json, json.dumps(results, indent=1) + "\n"), (args.table, table)):

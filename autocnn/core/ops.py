@@ -21,10 +21,10 @@ from autocnn.core.autograd_internals import stop_gradient
 from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col,
                                 patch_matrix_fits_a_block, sliding_windows, window_count, window_maxima, window_take)
 
-ConvImpl = Literal["fast", "scipy", "autograd-convolve"]
-PoolImpl = Literal["fast", "windows"]
-CONV_IMPLS: tuple[str, ...] = ("fast", "scipy", "autograd-convolve")
-POOL_IMPLS: tuple[str, ...] = ("fast", "windows")
+ConvImpl = Literal["fast", "scipy", "autograd-convolve", "pure"]
+PoolImpl = Literal["fast", "windows", "pure"]
+CONV_IMPLS: tuple[str, ...] = ("fast", "scipy", "autograd-convolve", "pure")
+POOL_IMPLS: tuple[str, ...] = ("fast", "windows", "pure")
 
 
 def affine(x, w, b):
@@ -68,7 +68,8 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - impl: How the sum is computed; all give the same numbers:
       'fast'  - im2col patch matrix of the batch times w as a matrix (one GEMM),
       'scipy' - ``scipy.signal.correlate`` per filter, then every stride-th output,
-      'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline).
+      'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline),
+      'pure'  - strided slices and sums in autograd.numpy, no derivative rule at all.
 
     Returns:
     - out: Array of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
@@ -92,6 +93,8 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         out = anp.transpose(anp.reshape(rows, (x.shape[0], out_h, out_w, w.shape[0])), (0, 3, 1, 2))
     elif impl == "scipy":
         out = correlate_valid(x_pad, w)[:, :, ::stride, ::stride]
+    elif impl == "pure":
+        out = _conv2d_from_slices(x_pad, w, stride)
     elif impl == "autograd-convolve":
         # convolve flips its kernel, so flip it back to get a correlation.
         flipped = w[:, :, ::-1, ::-1]
@@ -114,7 +117,8 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     - stride: Step between windows (windows overlap when stride < window)
     - impl: 'fast' takes each window's first maximum (ties go to the first in row-major
       order, like the reference); 'windows' takes anp.max over strided windows (ties share
-      the gradient).
+      the gradient); 'pure' takes anp.maximum of strided slices, no derivative rule at all
+      (ties share the gradient).
 
     Returns:
     - out: Array of shape (N, C, H', W'), H' = 1 + (H - pool_height) // stride,
@@ -123,6 +127,8 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
     if impl not in POOL_IMPLS:
         raise ValueError(f"pool impl must be one of {POOL_IMPLS}, got {impl!r}")
     window = (pool_height, pool_width)
+    if impl == "pure":
+        return _max_pool_from_slices(x, window, stride)
     if impl == "fast":
         # The max of a window is its first maximal element: choose it on the values (the
         # choice is piecewise constant, so carries no gradient), then take it (linear;
@@ -131,6 +137,56 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
         maxima, choice = window_maxima(stop_gradient(x), window, stride)
         return window_take(x, choice, window, stride, taken=maxima)
     return anp.max(sliding_windows(x, window, stride), axis=(4, 5))
+
+
+def _tap(x, p: int, q: int, out_size: tuple[int, int], stride: int):
+    """x[..., p + stride * i, q + stride * j] for every output position (i, j): a strided slice."""
+    return x[:, :, p:p + stride * (out_size[0] - 1) + 1:stride, q:q + stride * (out_size[1] - 1) + 1:stride]
+
+
+def _conv2d_from_slices(x_pad, w, stride: int):
+    """
+    The correlation as the definition reads, in autograd.numpy only: every filter tap (p, q)
+    meets one strided slice of the image, and the output sums those slices weighted by the
+    tap over channels. autograd differentiates the slices and sums itself; nothing here
+    states a derivative.
+
+    Inputs:
+    - x_pad: Padded images of shape (N, C, Hp, Wp)
+    - w: Filters of shape (F, C, HH, WW)
+    - stride: Step between receptive fields
+
+    Returns:
+    - out: Array of shape (N, F, H', W'), without the bias
+    """
+    out_size = window_count(x_pad.shape[2:], w.shape[2:], stride)
+    out = 0.0
+    for p in range(w.shape[2]):
+        for q in range(w.shape[3]):
+            out = out + anp.einsum("nchw,fc->nfhw", _tap(x_pad, p, q, out_size, stride), w[:, :, p, q])
+    return out
+
+
+def _max_pool_from_slices(x, window: tuple[int, int], stride: int):
+    """
+    Max pooling as the elementwise maximum of the window's strided slices (one per window
+    position), in autograd.numpy only, with no derivative rule stated.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W)
+    - window: (pool_height, pool_width)
+    - stride: Step between windows
+
+    Returns:
+    - out: Array of shape (N, C, H', W')
+    """
+    out_size = window_count(x.shape[2:], window, stride)
+    out = _tap(x, 0, 0, out_size, stride)
+    for p in range(window[0]):
+        for q in range(window[1]):
+            if p or q:
+                out = anp.maximum(out, _tap(x, p, q, out_size, stride))
+    return out
 
 
 def batchnorm(x, gamma, beta, running_mean, running_var, train: bool, momentum: float = 0.9, eps: float = 1e-5):

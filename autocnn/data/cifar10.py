@@ -42,7 +42,6 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -318,25 +317,6 @@ def extract_CIFAR10(tarball: str | os.PathLike, cache: str | os.PathLike | None 
 # ---------------------------------------------------------------------- download
 
 
-class _ProgressDisplay:
-    """A one-line download progress display on stderr."""
-
-    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
-        self.label, self.total, self.enabled = label, total, enabled
-        self.last_shown = 0.0
-
-    def update(self, received: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last_shown < 0.25):
-            return
-        self.last_shown = now
-        text = f"\rDownloading {self.label}: {received / 1e6:.1f} MB"
-        if self.total:
-            text += f" / {self.total / 1e6:.1f} MB ({100 * received / self.total:.0f}%)"
-        sys.stderr.write(text + ("\n" if final else ""))
-        sys.stderr.flush()
-
-
 def _manual_download_hint(final: Path) -> str:
     return (f"Download {CIFAR10_URL} (MD5 {CIFAR10_MD5}) by hand and put it at {final}, "
             f"or set AUTOCNN_DATA to the folder that holds {TARBALL_NAME}.")
@@ -358,7 +338,7 @@ def download_CIFAR10(dest_dir: str | os.PathLike | None = None, url: str | None 
     - md5, sha256: Expected hex digests; each given one is checked. If neither is
       given, the official MD5 (CIFAR10_MD5) is expected.
     - timeout: Seconds to wait for the server before giving up.
-    - progress: If True, show a progress line on stderr.
+    - progress: If True, show a progress bar (on stderr in a terminal).
 
     Returns:
     - The path of the verified tarball.
@@ -390,6 +370,8 @@ def download_CIFAR10(dest_dir: str | os.PathLike | None = None, url: str | None 
 def _stream_download(url: str, output: BinaryIO, timeout: float, progress: bool,
                      final: Path) -> tuple[int, dict[str, Any]]:
     """Copy url into output; return (bytes received, digests and expected size)."""
+    from tqdm.auto import tqdm
+
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     received = 0
 
@@ -405,21 +387,23 @@ def _stream_download(url: str, output: BinaryIO, timeout: float, progress: bool,
         with urllib.request.urlopen(url, timeout=timeout) as response:
             length_header = response.headers.get("Content-Length")
             expected_size = int(length_header) if length_header and length_header.isdigit() else None
-            display = _ProgressDisplay(TARBALL_NAME, expected_size, progress)
-            while True:
-                try:
-                    chunk = response.read(_CHUNK_SIZE)
-                except http.client.IncompleteRead as error:
-                    # The connection closed early; the size check reports it.
-                    keep(error.partial)
-                    received += len(error.partial)
-                    break
-                if not chunk:
-                    break
-                keep(chunk)
-                received += len(chunk)
-                display.update(received)
-            display.update(received, final=True)
+            # tqdm draws a text bar in a terminal and a widget in Jupyter.
+            with tqdm(total=expected_size, desc=f"Downloading {TARBALL_NAME}", unit="B", unit_scale=True,
+                      unit_divisor=1024, disable=not progress, file=sys.stderr) as bar:
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK_SIZE)
+                    except http.client.IncompleteRead as error:
+                        # The connection closed early; the size check reports it.
+                        keep(error.partial)
+                        received += len(error.partial)
+                        bar.update(len(error.partial))
+                        break
+                    if not chunk:
+                        break
+                    keep(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
     except DownloadError:
         raise
     except urllib.error.HTTPError as error:

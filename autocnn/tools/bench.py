@@ -56,7 +56,8 @@ from typing import Any, Callable, Sequence
 from autocnn.tools.bench_torch import NOT_INSTALLED
 from autocnn.tools.provenance import load_average, machine_info
 
-SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve", "pytorch")
+SIDES: tuple[str, ...] = ("ref-naive", "ref-fast", "autocnn", "autocnn-scipy", "autograd-convolve", "autocnn-pure",
+                         "pytorch")
 BASELINE = "ref-fast"
 #: The side the speed-ups ("x PyTorch": its median / a side's) are taken against.
 COMPARED = "pytorch"
@@ -120,9 +121,11 @@ def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, 
     from autocnn.core import derive, layers, ops
     from reference import conv_layers, fast_layers
 
-    def convolve_forward(x, w, b, conv_param):
-        return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"],
-                              impl="autograd-convolve")
+    def formulation(impl):
+        def conv_forward(x, w, b, conv_param):
+            return derive.forward(ops.conv2d, x, w, b, stride=conv_param["stride"], pad=conv_param["pad"], impl=impl)
+
+        return conv_forward
 
     sides = {"ref-fast": (fast_layers.conv_forward_fast, fast_layers.conv_backward_fast),
              "autocnn": (layers.conv_forward_fast, layers.conv_backward_fast)}
@@ -130,8 +133,17 @@ def _conv_sides(with_naive: bool, with_slow: bool) -> dict[str, tuple[Callable, 
         sides["ref-naive"] = (conv_layers.conv_forward_naive, conv_layers.conv_backward_naive)
     if with_slow:
         sides["autocnn-scipy"] = (layers.conv_forward_naive, layers.conv_backward_naive)  # the scipy formulation
-        sides["autograd-convolve"] = (convolve_forward, derive.backward)
+        sides["autograd-convolve"] = (formulation("autograd-convolve"), derive.backward)
+        sides["autocnn-pure"] = (formulation("pure"), derive.backward)  # slices and sums, no derivative rule
     return sides
+
+
+def _pure_pool_forward(x, pool_param):
+    """max_pool_forward in the notebook API by ops.max_pool2d impl='pure' (no derivative rule)."""
+    from autocnn.core import derive, ops
+
+    return derive.forward(ops.max_pool2d, x, pool_height=pool_param["pool_height"],
+                          pool_width=pool_param["pool_width"], stride=pool_param["stride"], impl="pure")
 
 
 def _layer_case(name: str, phase: str, batch: int, dtype: str, flops: float | None,
@@ -168,7 +180,7 @@ def _layer_cases(quick: bool) -> list[Case]:
     """The per-layer cases, in table order."""
     import numpy as np
 
-    from autocnn.core import layers
+    from autocnn.core import derive, layers
     from reference import conv_layers, fast_layers
     from reference import layers as ref_layers
 
@@ -205,6 +217,7 @@ def _layer_cases(quick: bool) -> list[Case]:
                  "autocnn": (layers.max_pool_forward_fast, layers.max_pool_backward_fast)}
         if n == small:
             sides["ref-naive"] = (conv_layers.max_pool_forward_naive, conv_layers.max_pool_backward_naive)
+            sides["autocnn-pure"] = (_pure_pool_forward, derive.backward)
 
         def pool_inputs(n=n):
             return (np.maximum(randn(n, 32, 32, 32), 0), dict(pool_param))  # after a relu: many ties at 0
@@ -687,7 +700,8 @@ def _repetitions(settings: dict[str, Any]) -> str:
 
 
 def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool = True,
-                  only: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  only: str | None = None, progress: Callable[[str], None] | None = None,
+                  bar: bool = False) -> dict[str, Any]:
     """
     Run the benchmark and return its results.
 
@@ -700,6 +714,8 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - only: Run only the cases whose name contains this text, or one of several texts
       separated by commas ('memory' keeps the peak-memory runs)
     - progress: Called with a line of text as each case finishes (e.g. print)
+    - bar: Show a progress bar over the cases (tqdm: on stderr in a terminal, a widget
+      in Jupyter); progress lines are then printed above it
 
     Returns a JSON-friendly dict:
     - machine: see `machine_info`, plus blas_kernel (OpenBLAS's CPU kernel, where known),
@@ -729,15 +745,19 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
                                             "min_seconds_fastest_side": min_seconds,
                                             "keeps_freed_memory": keeps_freed_memory},
                                "cases": []}
-    builders = [_layer_cases, _step_cases]
-    for build in builders:
-        for case in build(quick):
-            if only and not any(part in case.name for part in only.split(",")):
-                continue
+    from tqdm.auto import tqdm
+
+    cases = [case for build in (_layer_cases, _step_cases) for case in build(quick)
+             if not only or any(part in case.name for part in only.split(","))]
+    with tqdm(total=len(cases), desc="benchmark", unit="case", disable=not bar, file=sys.stderr) as shown:
+        for case in cases:
+            shown.set_postfix_str(f"{case.name} {case.phase} N={case.batch}")
             timed = time_case(case, repeats, min_seconds, max_repeats)
             results["cases"].append(timed)
             if progress:
-                progress(_progress_line(timed))
+                with tqdm.external_write_mode(file=sys.stderr):  # the line goes above the bar
+                    progress(_progress_line(timed))
+            shown.update()
     results["peak_memory"] = None
     if memory and (not only or "memory" in only.split(",")):
         batch, hidden_dim = (50, QUICK_HIDDEN_DIM) if quick else (1000, NET_65["hidden_dim"])
