@@ -47,12 +47,21 @@ def _spec_for(function: str):
 
 
 def _case_seed(seed: int, spec) -> int:
-    """The seed the checker draws this spec's cases with (its own helper when it has one)."""
-    spec_seed = getattr(checker, "_spec_seed", None)
-    return spec_seed(seed, spec.name) if spec_seed else seed
+    """The seed the checker draws this spec's cases with."""
+    from autocnn.tools.check.runner import spec_seed
+
+    return spec_seed(seed, spec.name)
 
 
-def _difference_job(spec, user: dict, function: str, output: str, case_label: str, seed: int):
+def _student_functions(target: str) -> dict:
+    """The functions the student's files define, imported as the checker imports them (call in a worker)."""
+    from autocnn.tools.check.loading import import_plan, plan_target, student_objects
+
+    plan = plan_target(target)
+    return student_objects(plan, import_plan(plan))[0]
+
+
+def _difference_job(spec, target: str, function: str, output: str, case_label: str, seed: int):
     """A job for run_isolated: send |user - exact| of one gradient on the named case."""
     import autocnn.core.layer_utils
     import autocnn.core.layers
@@ -60,6 +69,9 @@ def _difference_job(spec, user: dict, function: str, output: str, case_label: st
     mine = autocnn.core.layers if spec.source == "layers" else autocnn.core.layer_utils
 
     def job(send) -> None:
+        user = _student_functions(target)
+        if spec.forward not in user or function not in user:
+            return
         cases = spec.make_cases(np.random.RandomState(_case_seed(seed, spec)))
         case = next((c for c in cases if c.label == case_label), cases[0] if cases else None)
         if case is None:
@@ -84,8 +96,8 @@ def _difference_job(spec, user: dict, function: str, output: str, case_label: st
     return job
 
 
-def worst_case_difference(target: str, row: Any, seed: int = 0, timeout: float = checker.DEFAULT_TIMEOUT,
-                          loaded: Any = None) -> tuple[str, np.ndarray] | None:
+def worst_case_difference(target: str, row: Any, seed: int = 0,
+                          timeout: float = checker.DEFAULT_TIMEOUT) -> tuple[str, np.ndarray] | None:
     """
     |yours - exact| of a failing gradient on its worst case, over the spatial axes.
 
@@ -98,7 +110,6 @@ def worst_case_difference(target: str, row: Any, seed: int = 0, timeout: float =
     - row: A row of check_target(target) with a gradient output ('dx', 'dw', ...)
     - seed: The seed the rows were made with
     - timeout: Seconds the user's code may take
-    - loaded: An already loaded target (checker.load_target), to avoid importing again
 
     Returns:
     - (case label, image of shape (H, W)): the maximum of |yours - exact| over the
@@ -112,13 +123,8 @@ def worst_case_difference(target: str, row: Any, seed: int = 0, timeout: float =
     spec = _spec_for(row.function)
     if spec is None or row.output not in getattr(spec, "grads", ()):
         return None
-    if loaded is None:
-        loaded = checker.load_target(target, timeout)
-    user = loaded.namespace
-    if spec.forward not in user or row.function not in user:
-        return None
     events, _ = checker.run_isolated(
-        _difference_job(spec, user, row.function, row.output, getattr(row, "worst_case", ""), seed), timeout,
+        _difference_job(spec, target, row.function, row.output, getattr(row, "worst_case", ""), seed), timeout,
         max(timeout, getattr(checker, "BETWEEN_CALLS_TIMEOUT", timeout)))
     for event in events:
         if event[0] == "difference" and np.ndim(event[2]) == 4:  # (N, C, H, W): images or filters
@@ -289,15 +295,12 @@ def check(target: str = checker.DEFAULT_TARGET, timeout: float = checker.DEFAULT
     rows = checker.check_target(target, timeout, seed)
     drawn = []
     if pictures:
-        loaded = None
         for row in rows:
             if len(drawn) >= MAX_PICTURES:
                 break
             if not row.failed or (_spec_for(row.function) is None and getattr(row, "difference", None) is None):
                 continue
-            if loaded is None and getattr(row, "difference", None) is None:
-                loaded = checker.load_target(target, timeout)
-            found = worst_case_difference(target, row, seed, timeout, loaded)
+            found = worst_case_difference(target, row, seed, timeout)
             if found is not None:
                 drawn.append((row.function, row.output, found[0], found[1]))
     return CheckReport(target, rows, pictures=drawn)
