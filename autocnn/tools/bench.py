@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autocnn.tools.bench_torch import NOT_INSTALLED

@@ -150,34 +150,6 @@ def compare(user: Any, expected: Any, tol: float, case: "Case", output: str) -> 
     return error, "", tuple(hints)
 
 
-def _changed(before: Any, after: Any) -> bool:
-    """True when a deep copy taken before a call no longer equals the object after it."""
-    if isinstance(before, np.ndarray):
-        return not (isinstance(after, np.ndarray) and before.shape == after.shape
-                    and np.array_equal(before, after, equal_nan=True))
-    if isinstance(before, dict):
-        return not isinstance(after, dict) or before.keys() - after.keys() != set() or any(
-            _changed(value, after[key]) for key, value in before.items())
-    if isinstance(before, (list, tuple)):
-        return len(before) != len(after) or any(_changed(b, a) for b, a in zip(before, after))
-    try:
-        return bool(before != after)
-    except Exception:
-        return False
-
-
-def _mutated_inputs(names: Iterable[str], snapshot: tuple, current: tuple, state_keys: tuple[str, ...]) -> list[str]:
-    """Names of the inputs a call changed; entries in state_keys of dicts may change."""
-    changed = []
-    for name, before, after in zip(names, snapshot, current):
-        if isinstance(before, dict) and state_keys:
-            before = {k: v for k, v in before.items() if k not in state_keys}
-            after = {k: v for k, v in after.items() if k not in state_keys} if isinstance(after, dict) else after
-        if _changed(before, after):
-            changed.append(name)
-    return changed
-
-
 # ------------------------------------------------------------------ exceptions
 
 #: Names NumPy removed, with what to write instead.
