@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import gc
 import json
-import platform
 import subprocess
 import sys
 import time
