@@ -153,20 +153,25 @@ def test_ctrl_c_then_sigkill_then_resume_reproduces_the_table_without_rerunning_
         run_sweep(other, out, workers=1, resume=True, progress=None)
 
 
-def test_a_worker_killed_mid_trial_gets_the_trial_retried(smoke_sweep, tiny_data, tmp_path):
-    out = tmp_path / "worker-killed"
-    process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def kill_the_first_trials_worker(process: subprocess.Popen, out) -> str:
+    """SIGKILL the worker process running the sweep's first trial; return the sweep's output when it ends."""
     try:
         first = out / "trials" / "coarse-000" / "worker.json"
         wait_for(first.exists, 120, "the first trial to start")
-        victim = json.loads(first.read_text())["pid"]
-        os.kill(victim, signal.SIGKILL)
+        os.kill(json.loads(first.read_text())["pid"], signal.SIGKILL)
         output, _ = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
+    return output
+
+
+def test_a_worker_killed_mid_trial_gets_the_trial_retried(smoke_sweep, tiny_data, tmp_path):
+    out = tmp_path / "worker-killed"
+    process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = kill_the_first_trials_worker(process, out)
     assert process.returncode == 0, output
     by_trial = {record["trial"]: record for record in records(out)}
     assert len(by_trial) == SMOKE_TRIALS
@@ -178,15 +183,7 @@ def test_a_worker_killed_twice_loses_the_trial_and_the_sweep_carries_on(tiny_dat
     out = tmp_path / "lost"
     process = subprocess.Popen(sweep_command(SMOKE, out, tiny_data, "--retries", "0"), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        first = out / "trials" / "coarse-000" / "worker.json"
-        wait_for(first.exists, 120, "the first trial to start")
-        os.kill(json.loads(first.read_text())["pid"], signal.SIGKILL)
-        output, _ = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
+    output = kill_the_first_trials_worker(process, out)
     assert process.returncode == 0, output
     by_trial = {record["trial"]: record for record in records(out)}
     assert len(by_trial) == SMOKE_TRIALS
