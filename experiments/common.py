@@ -60,12 +60,10 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
 
 
 def use_script_settings() -> None:
-    """What ``autocnn train`` sets for its process: figures to files, malloc keeping freed memory."""
+    """What ``autocnn train`` sets for its process: figures to files (the Solver keeps freed memory itself)."""
     from autocnn.cli import use_file_backend
-    from autocnn.training.allocator import keep_freed_memory
 
     use_file_backend()
-    keep_freed_memory()
 
 
 def smoke(config: Any, **overrides: Any) -> Any:

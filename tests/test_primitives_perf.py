@@ -16,6 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from autocnn.core import ops
+import autocnn.core.blockwise
 import autocnn.core.primitives
 from autocnn.core.primitives import col2im, col2im_gemm, conv_gemm, gemm_tt, im2col, window_maxima, window_put, window_take
 from reference.conv_layers import (
@@ -171,17 +172,26 @@ def test_fast_conv_matches_reference_in_float64(shape, filters, stride, pad):
     assert_conv_matches_reference(x, w, b, stride, pad)
 
 
+def split_between(monkeypatch, threads: int) -> None:
+    """Have autocnn.core.blockwise split a batch between this many threads, whatever BLAS runs with."""
+    monkeypatch.setattr(autocnn.core.blockwise, "blas_threads", lambda: threads)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("block_fraction", [0.0, 0.5])
 @pytest.mark.parametrize("shape,filters,stride,pad", CONV_CASES)
-def test_fast_conv_in_image_blocks_matches_reference_in_float64(monkeypatch, shape, filters, stride, pad, block_fraction):
-    # Patch matrices bigger than a block are formed a block of images at a time (one image
-    # per block, or half the batch): the same layer and gradients as the hand-written one.
+def test_fast_conv_in_image_blocks_matches_reference_in_float64(monkeypatch, shape, filters, stride, pad, block_fraction,
+                                                                threads):
+    # Patch matrices not kept whole are formed a block of images at a time (one image per
+    # block, or half the batch), by one thread or split between three: the same layer and
+    # gradients as the hand-written one.
     f, kh, kw = filters
     padded = (shape[0], shape[1], shape[2] + 2 * pad, shape[3] + 2 * pad)
     patch_bytes = 8 * shape[1] * kh * kw * int(np.prod(autocnn.core.primitives.window_count(padded[2:], (kh, kw), stride)))
     monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", max(1, int(block_fraction * patch_bytes * shape[0])))
-    if shape[0] > 1 or block_fraction == 0.0:
-        assert not autocnn.core.primitives.patch_matrix_fits_a_block(padded, (kh, kw), stride, 8)
+    monkeypatch.setattr(autocnn.core.primitives, "_KEPT_PATCH_BYTES", 0)
+    split_between(monkeypatch, threads)
+    assert not autocnn.core.primitives.patch_matrix_is_kept(padded, (kh, kw), stride, 8)
     x, w, b = rng.randn(*shape), rng.randn(f, shape[1], kh, kw), rng.randn(f)
     assert_conv_matches_reference(x, w, b, stride, pad)
 
@@ -259,26 +269,33 @@ def test_pool_is_the_same_whatever_the_memory_layout(shape, pool, axes):
     np.testing.assert_array_equal(vjp_relaid(g), vjp(g))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("images_per_block", [1, 2, 100])
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
-def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block):
-    # A conv's input gradient is formed a few images at a time; force 1- and 2-image blocks
-    # (ragged last ones too) and one block for all.
+def test_col2im_gemm_is_col2im_of_the_product_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block,
+                                                                   threads):
+    # A conv's input gradient is formed a few images at a time in each thread; force 1- and
+    # 2-image blocks (ragged last ones too), one block for all, one thread and two.
+    split_between(monkeypatch, threads)
     x = rng.randn(*shape)
     f, k = 3, shape[1] * window[0] * window[1]
     rows = im2col(x, window, stride).shape[1]
     w_mat, g = rng.randn(f, k), rng.randn(rows, f)
     pixels = rows // shape[0]
-    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_GRADIENT_BLOCK_BYTES", images_per_block * k * pixels * 8)
+    monkeypatch.setattr(autocnn.core.primitives, "_PATCH_BLOCK_BYTES", images_per_block * k * pixels * 8)
     expected = col2im(w_mat.T @ g.T, shape[2:], window, stride)
     np.testing.assert_allclose(col2im_gemm(w_mat, g, shape[2:], window, stride), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("images_per_block", [1, 2, 100])
 @pytest.mark.parametrize("shape,window,stride", WINDOW_CASES)
-def test_conv_gemm_and_its_filter_gradient_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block):
-    # The forward GEMM and dW form the patches a few images at a time; force 1- and 2-image
-    # blocks (ragged last ones too) and one block for all: the same numbers as one GEMM.
+def test_conv_gemm_and_its_filter_gradient_whatever_the_blocks(monkeypatch, shape, window, stride, images_per_block,
+                                                                threads):
+    # The forward GEMM and dW form the patches a few images at a time in each thread; force
+    # 1- and 2-image blocks (ragged last ones too), one block for all, one thread and two:
+    # the same numbers as one GEMM.
+    split_between(monkeypatch, threads)
     x = rng.randn(*shape)
     f, k = 3, shape[1] * window[0] * window[1]
     cols = im2col(x, window, stride)

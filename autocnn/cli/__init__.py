@@ -3,8 +3,8 @@
 Each subcommand is a module of this package offering ``add_parser(subparsers)``, which
 declares its flags and sets as ``func`` a handler that turns them into one call of
 ``autocnn.tools`` (or ``autocnn.data``) and returns an exit code. Only this package
-imports argparse, and only here are process-wide settings made (the matplotlib backend,
-malloc's memory keeping).
+imports argparse, and only here is the matplotlib backend picked (the Solver keeps
+malloc's freed memory itself when training starts).
 """
 
 from __future__ import annotations

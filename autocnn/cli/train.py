@@ -82,7 +82,6 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Turn the flags given into a TrainConfig (or a resume) and train; returns the exit code."""
     from autocnn.tools.train import TrainConfig, resume_config, run_training
-    from autocnn.training.allocator import keep_freed_memory
 
     given = {name: value for name, value in vars(args).items() if name not in ("command", "func")}
     resume_dir = given.pop("resume", None)
@@ -95,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(given)
         if config.out is None:
             config.out = os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
-    keep_freed_memory()  # a step re-creates the same big arrays: reuse their memory
     try:
         run_training(config, resume=resume_dir is not None, overwrite=overwrite)
     except FloatingPointError as diverged:  # TrainingDivergedError: one line, not a traceback

@@ -1,18 +1,26 @@
-"""Elementwise work over large arrays, a cache-sized block at a time, on two threads.
+"""Work over large arrays a cache-sized block at a time, split between threads.
 
 Over whole arrays every numpy line is a pass through main memory: the >65% net's hidden
-layer alone is 8.2M weights, 33 MB in float32. Run block by block, a few lines of
-elementwise numpy work on slices that stay in the CPU cache; and because numpy releases
-the GIL inside its loops, two threads over disjoint ranges of blocks overlap. The work is
-elementwise, so the result is bitwise the same however it is split. The update rules
-(``autocnn.training.optim``) and the weight decay's gradient (``autocnn.core.primitives``) use this.
+layer alone is 8.2M weights, 33 MB in float32, and its conv's patch matrix 600 MB at batch
+1000. Run block by block, a few numpy lines work on slices that stay in the CPU cache; and
+because numpy and BLAS release the GIL, threads over disjoint ranges overlap. Two helpers:
+
+* ``for_each_block`` splits 1-D arrays for elementwise work, so the result is bitwise the
+  same however it is split: the update rules (``autocnn.training.optim``) and the weight
+  decay's gradient (``autocnn.core.primitives``).
+* ``split_batch`` runs a task on disjoint ranges of a batch's images, one range per BLAS
+  thread, with BLAS single-threaded in each (through threadpoolctl, for the call only): each
+  thread then forms and multiplies its own cache-sized blocks, with no BLAS threads to
+  wait for at every block. The conv's GEMMs and max pooling (``autocnn.core.primitives``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -22,7 +30,10 @@ BLOCK_SIZE = 1 << 16
 THREADED_MIN_SIZE = 1 << 20
 _THREADS = max(1, min(2, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = max(1, os.cpu_count() or 1)
+_POOL_PREFIX = "autocnn-blocks"
 _FORK_HOOK_REGISTERED = False
+T = TypeVar("T")
 
 
 def for_each_block(work: Callable[..., None], *arrays: np.ndarray) -> None:
@@ -50,19 +61,89 @@ def for_each_block(work: Callable[..., None], *arrays: np.ndarray) -> None:
     list(_pool().map(run, bounds[:-1], bounds[1:]))
 
 
+def split_batch(task: Callable[[int, int], T], n: int, calls_blas: bool = True) -> list[T]:
+    """
+    task(first, last) on disjoint, consecutive ranges of n images, one range per BLAS
+    thread, run in threads of their own; BLAS is single-threaded meanwhile if calls_blas.
+
+    One range in the calling thread, BLAS untouched, where that is all there is to do:
+    BLAS runs one thread (a Dask worker's setting, say), its thread count cannot be read
+    or set (threadpoolctl finds no BLAS), or this call comes from one of the threads.
+
+    Inputs:
+    - task: Works on images first:last; writes only what belongs to them, or returns it
+    - n: Images in the batch
+    - calls_blas: Whether task calls BLAS (a matmul)
+
+    Returns:
+    - results: task's return values, in the order of the ranges
+    """
+    parts = min(n, blas_threads())
+    if parts < 2 or threading.current_thread().name.startswith(_POOL_PREFIX):
+        return [task(0, n)]
+    bounds = [n * part // parts for part in range(parts + 1)]
+    with _single_threaded_blas() if calls_blas else nullcontext():
+        return list(_pool().map(task, bounds[:-1], bounds[1:]))
+
+
+# threadpoolctl's view of the loaded BLAS, found on first use (it scans the loaded libraries).
+_CONTROLLER = None
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_USERS = 0
+_LIMIT = None
+
+
+def _blas_controller():
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        import numpy  # noqa: F401  (loads the BLAS the controller looks for)
+
+        _CONTROLLER = ThreadpoolController().select(user_api="blas")
+    return _CONTROLLER
+
+
+def blas_threads() -> int:
+    """Threads numpy's BLAS runs with (threadpoolctl's reading); 1 where it finds no BLAS."""
+    pools = _blas_controller().info()
+    return max(1, min(pool["num_threads"] for pool in pools)) if pools else 1
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    # Counted, so that overlapping callers (threads of the user's own) restore the
+    # thread count only when the last of them leaves.
+    global _LIMIT_USERS, _LIMIT
+    with _LIMIT_LOCK:
+        if _LIMIT_USERS == 0:
+            _LIMIT = _blas_controller().limit(limits=1)
+        _LIMIT_USERS += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_USERS -= 1
+            if _LIMIT_USERS == 0:
+                _LIMIT.restore_original_limits()
+                _LIMIT = None
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL, _FORK_HOOK_REGISTERED
     if _POOL is None:
         if not _FORK_HOOK_REGISTERED and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_forget_pool)  # registered on first use, not at import
             _FORK_HOOK_REGISTERED = True
-        _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="autocnn-blocks")
+        _POOL = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix=_POOL_PREFIX)
     return _POOL
 
 
 def _forget_pool() -> None:
     # A forked child inherits the pool object but not its threads: work sent to it would
-    # wait forever. The child makes its own pool when it needs one.
-    global _POOL
+    # wait forever. The child makes its own pool when it needs one. A BLAS limit taken by
+    # a parent's thread was never the child's to restore: the child starts with none.
+    global _POOL, _LIMIT_USERS, _LIMIT, _LIMIT_LOCK
     _POOL = None
+    _LIMIT_USERS, _LIMIT, _LIMIT_LOCK = 0, None, threading.Lock()
 

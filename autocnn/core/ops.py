@@ -19,7 +19,7 @@ from autograd.scipy.special import logsumexp
 
 from autocnn.core.autograd_internals import stop_gradient
 from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col,
-                                patch_matrix_fits_a_block, sliding_windows, window_count, window_maxima, window_take)
+                                patch_matrix_is_kept, sliding_windows, window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve", "pure"]
 PoolImpl = Literal["fast", "windows", "pure"]
@@ -78,15 +78,15 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     kernel = (w.shape[2], w.shape[3])
     if impl == "fast":
-        # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F): one
-        # big BLAS call (many small ones stall when the cores are shared). Its result is
-        # channel-major (F, N, H', W') memory and the NCHW output a view of it; elementwise
-        # ops keep that layout, so the gradient comes back in it and the backward GEMMs run
-        # in BLAS's fast orientation without copies. A patch matrix that fits in one block is
-        # built once from the plain values and kept for dW; a bigger one is formed a block of
-        # images at a time, never whole (see conv_gemm). dx is taken through x_pad itself.
+        # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F). Its
+        # result is channel-major (F, N, H', W') memory and the NCHW output a view of it;
+        # elementwise ops keep that layout, so the gradient comes back in it and the backward
+        # GEMMs run in BLAS's fast orientation without copies. A small patch matrix is built
+        # once from the plain values and kept for dW; a bigger one is formed a cache-sized
+        # block of images at a time in each thread, never whole (see conv_gemm). dx is taken
+        # through x_pad itself.
         cols = None
-        if patch_matrix_fits_a_block(x_pad.shape, kernel, stride, np.result_type(x_pad, w).itemsize):
+        if patch_matrix_is_kept(x_pad.shape, kernel, stride, np.result_type(x_pad, w).itemsize):
             cols = im2col(stop_gradient(x_pad), kernel, stride)  # (C * HH * WW, N * H' * W')
         out_h, out_w = window_count(x_pad.shape[2:], kernel, stride)
         rows = conv_gemm(x_pad, anp.reshape(w, (w.shape[0], -1)), cols, kernel, stride)  # (N * H' * W', F)

@@ -33,13 +33,15 @@ with ``autograd.test_util``), the way autograd treats its own ``scipy.signal.con
 
 from __future__ import annotations
 
+from typing import Callable
+
 import autograd.numpy as anp
 import numpy as np
 import scipy.signal
 from autograd.extend import SparseObject, defvjp, primitive, vspace
 
 from autocnn.core.autograd_internals import is_traced, value_of
-from autocnn.core.blockwise import for_each_block
+from autocnn.core.blockwise import for_each_block, split_batch
 
 
 # ------------------------------------------------------------------ plain helpers
@@ -79,11 +81,11 @@ def _in_layout_of(a: np.ndarray, like: np.ndarray) -> np.ndarray:
     return copy
 
 
-def _batch_chunks(n: int, bytes_per_example: int, budget: int = 1 << 20):
-    """Slices of the batch axis holding about `budget` bytes each (at least one example)."""
+def _batch_chunks(n: int, bytes_per_example: int, budget: int = 1 << 20, offset: int = 0):
+    """Slices of the batch axis offset:offset + n holding about `budget` bytes each (at least one example)."""
     step = max(1, budget // max(1, bytes_per_example))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
+    for start in range(offset, offset + n, step):
+        yield slice(start, min(offset + n, start + step))
 
 
 @primitive
@@ -140,7 +142,7 @@ defvjp(
 )
 
 
-def _im2col(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
+def _im2col(x: np.ndarray, window: tuple[int, int], stride: int, out: np.ndarray | None = None) -> np.ndarray:
     """
     The windows of a batch copied into one contiguous patch matrix (the classic im2col).
 
@@ -148,16 +150,19 @@ def _im2col(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     - x: Array of shape (N, C, H, W)
     - window: (kh, kw), patch height and width
     - stride: Step between patch origins
+    - out: Optional C-contiguous array of the result's shape and dtype to write into
 
     Returns:
     - cols: C-contiguous array of shape (C * kh * kw, N * H' * W') with
       cols[(c * kh + p) * kw + q, (n * H' + i) * W' + j] = x[n, c, i*stride + p, j*stride + q];
       rows are ordered like w.reshape(F, -1), so a whole conv layer is one GEMM.
     """
-    patches = _window_view(x, window, stride)  # (N, C, H', W', kh, kw)
-    c = x.shape[1]
     # Copying in (c, p, q, n, i, j) order keeps runs of W' pixels contiguous on both sides.
-    return np.ascontiguousarray(patches.transpose(1, 4, 5, 0, 2, 3)).reshape(c * window[0] * window[1], -1)
+    patches = _window_view(x, window, stride).transpose(1, 4, 5, 0, 2, 3)
+    if out is None:
+        return np.ascontiguousarray(patches).reshape(patches.shape[0] * window[0] * window[1], -1)
+    np.copyto(out.reshape(patches.shape), patches)  # out is C-contiguous: a view, never a copy
+    return out
 
 
 def _col2im(cols: np.ndarray, image_size: tuple[int, int], window: tuple[int, int], stride: int) -> np.ndarray:
@@ -238,19 +243,28 @@ defvjp(
 )
 
 
-# Bytes of patch gradients formed at a time by col2im_gemm: about what the CPU caches hold.
-_PATCH_GRADIENT_BLOCK_BYTES = 8 * 2**20
-# Bytes of patches formed at a time by conv_gemm and its filter gradient. Bigger than a
-# cache: on a machine whose cores are shared, each BLAS call waits for all its threads, so
-# few large calls beat many small ones; a tenth of the >65% net's patch matrix at batch 1000.
-_PATCH_BLOCK_BYTES = 64 * 2**20
+# Bytes of patches (or patch gradients) each thread forms and multiplies at a time: about
+# what a core's L2 cache holds, so the block is still there when the GEMM reads it.
+_PATCH_BLOCK_BYTES = 2 * 2**20
+# Patch matrices up to this size are built whole, once, and kept for the filter gradient.
+_KEPT_PATCH_BYTES = 16 * 2**20
 
 
-def _image_blocks(n: int, k: int, pixels: int, itemsize: int, budget: int):
-    """(first, last) image ranges whose (k, images * pixels) patch block holds about `budget` bytes."""
-    images_per_block = max(1, budget // (k * pixels * itemsize))
-    for first in range(0, n, images_per_block):
-        yield first, min(n, first + images_per_block)
+def _image_blocks(first: int, last: int, k: int, pixels: int, itemsize: int):
+    """(start, stop) image ranges of first:last whose (k, images * pixels) patch block holds about _PATCH_BLOCK_BYTES."""
+    images_per_block = max(1, _PATCH_BLOCK_BYTES // (k * pixels * itemsize))
+    for start in range(first, last, images_per_block):
+        yield start, min(last, start + images_per_block)
+
+
+def _scratch(first: int, last: int, k: int, pixels: int, dtype: np.dtype) -> Callable[[int], np.ndarray]:
+    """
+    A thread's patch-block buffer, sized for the largest of its blocks and reused for each:
+    block(images) is a C-contiguous (k, images * pixels) array in it.
+    """
+    images = max(stop - start for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize))
+    buffer = np.empty(k * images * pixels, dtype=dtype)
+    return lambda count: buffer[: k * count * pixels].reshape(k, count * pixels)
 
 
 def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window: tuple[int, int],
@@ -258,11 +272,12 @@ def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window
     """
     A conv layer's one GEMM, gemm_tt(im2col(x), w_mat). Bilinear in x and w_mat.
 
-    With cols = im2col(x) handed in (a patch matrix that fits in one block), that matrix is
-    multiplied and kept for dW. With cols None, each block of images' patches is copied
-    (im2col) and multiplied in turn, and dW forms the blocks again: the whole
+    With cols = im2col(x) handed in (a small patch matrix), that matrix is multiplied and
+    kept for dW. With cols None, the batch is split between threads (autocnn.core.blockwise),
+    and each copies a cache-sized block of its images' patches at a time (im2col into a
+    buffer of its own) and multiplies it; dW forms the blocks again. The whole
     (C * kh * kw, N * H' * W') patch matrix (600 MB for the >65% net's first layer at batch
-    1000) is never held, forward or backward.
+    1000) is never held, forward or backward, nor written through to main memory.
 
     Inputs:
     - x: Padded images of shape (N, C, H, W); differentiated
@@ -281,22 +296,37 @@ def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window
     n, k = x.shape[0], w_mat.shape[1]
     dtype = np.result_type(x, w_mat)
     out = np.empty((w_mat.shape[0], n * pixels), dtype=dtype)
-    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
-        np.matmul(w_mat, _im2col(x[first:last], window, stride), out=out[:, first * pixels : last * pixels])
+
+    def forward(first: int, last: int) -> None:
+        scratch = _scratch(first, last, k, pixels, dtype)
+        for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize):
+            patches = _im2col(x[start:stop], window, stride, scratch(stop - start))
+            np.matmul(w_mat, patches, out=out[:, start * pixels : stop * pixels])
+
+    split_batch(forward, n)
     return out.T
 
 
 def _conv_weight_gradient(x: np.ndarray, g: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     """
-    (im2col(x) @ g)^T, a block of images at a time: a conv's filter gradient (F, C * kh * kw)
-    from its padded input x (N, C, H, W) and output gradient rows g (N * H' * W', F).
+    (im2col(x) @ g)^T, a block of images at a time in each thread: a conv's filter gradient
+    (F, C * kh * kw) from its padded input x (N, C, H, W) and output gradient rows g
+    (N * H' * W', F). The threads' partial sums are added in range order.
     """
     pixels = int(np.prod(window_count(x.shape[2:], window, stride)))
     n, k = x.shape[0], x.shape[1] * window[0] * window[1]
     dtype = np.result_type(x, g)
-    total = np.zeros((k, g.shape[1]), dtype=dtype)
-    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_BLOCK_BYTES):
-        total += _im2col(x[first:last], window, stride) @ g[first * pixels : last * pixels]
+
+    def partial_sum(first: int, last: int) -> np.ndarray:
+        scratch, total = _scratch(first, last, k, pixels, dtype), np.zeros((k, g.shape[1]), dtype=dtype)
+        for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize):
+            patches = _im2col(x[start:stop], window, stride, scratch(stop - start))
+            total += patches @ g[start * pixels : stop * pixels]
+        return total
+
+    total, *others = split_batch(partial_sum, n)
+    for other in others:
+        total += other
     return total.T
 
 
@@ -306,22 +336,28 @@ def _col2im_gemm(w_mat: np.ndarray, g: np.ndarray, image_size: tuple[int, int], 
     col2im(w_mat^T @ g^T): a conv's input gradient from its output gradient rows g
     (N * H' * W', F). Bilinear in w_mat and g.
 
-    Formed a block of images at a time, so each block of the (C * kh * kw, N * H' * W')
-    patch-gradient matrix is added back while still in cache; the whole matrix (600 MB for
-    the >65% net's first layer at batch 1000) is never written.
+    Formed a block of images at a time in each thread, so each block of the
+    (C * kh * kw, N * H' * W') patch-gradient matrix is added back while still in cache; the
+    whole matrix is never written.
 
     Returns:
     - image: Array of shape (N, C, H, W) (channel-major memory)
     """
     (h, w), (kh, kw) = image_size, window
-    out_h, out_w = window_count(image_size, window, stride)
-    pixels = out_h * out_w
+    pixels = int(np.prod(window_count(image_size, window, stride)))
     n, k = g.shape[0] // pixels, w_mat.shape[1]
     dtype = np.result_type(w_mat, g)
     image = np.zeros((k // (kh * kw), n, h, w), dtype=dtype)
     w_t, g_t = w_mat.T, g.T  # (K, F), (F, N * H' * W')
-    for first, last in _image_blocks(n, k, pixels, dtype.itemsize, _PATCH_GRADIENT_BLOCK_BYTES):
-        _col2im_add(image[:, first:last], w_t @ g_t[:, first * pixels : last * pixels], window, stride)
+
+    def backward(first: int, last: int) -> None:
+        scratch = _scratch(first, last, k, pixels, dtype)
+        for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize):
+            patch_gradients = scratch(stop - start)
+            np.matmul(w_t, g_t[:, start * pixels : stop * pixels], out=patch_gradients)
+            _col2im_add(image[:, start:stop], patch_gradients, window, stride)
+
+    split_batch(backward, n)
     return image.transpose(1, 0, 2, 3)
 
 
@@ -329,11 +365,11 @@ conv_gemm = primitive(_conv_gemm)
 col2im_gemm = primitive(_col2im_gemm)
 
 
-def patch_matrix_fits_a_block(x_shape: tuple[int, ...], window: tuple[int, int], stride: int, itemsize: int) -> bool:
-    """Whether im2col of an (N, C, H, W) batch fits in one of conv_gemm's blocks (then it is built whole and kept)."""
+def patch_matrix_is_kept(x_shape: tuple[int, ...], window: tuple[int, int], stride: int, itemsize: int) -> bool:
+    """Whether im2col of an (N, C, H, W) batch is small enough to build whole and keep for dW."""
     n, c = x_shape[:2]
     pixels = int(np.prod(window_count(x_shape[2:], window, stride)))
-    return n * c * window[0] * window[1] * pixels * itemsize <= _PATCH_BLOCK_BYTES
+    return n * c * window[0] * window[1] * pixels * itemsize <= _KEPT_PATCH_BYTES
 
 
 def _conv_gemm_vjp_w(ans, x, w_mat, cols, window, stride):
@@ -385,17 +421,21 @@ def window_maxima(x: np.ndarray, window: tuple[int, int], stride: int) -> tuple[
     index_type = np.min_scalar_type(window[0] * window[1] - 1)
     maxima = np.empty_like(x[:, :, : out_size[0], : out_size[1]])
     choice = np.empty_like(maxima, dtype=index_type)
-    for batch in _batch_chunks(n, x[0].nbytes):
-        xs = x[batch]
-        # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
-        # per-window loop). On a tie the earlier offset stays, so the winner is the first
-        # maximum; the left group of every match holds the smaller offsets.
-        level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
-        while len(level) > 1:
-            merged = [(np.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
-                      for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
-            level = merged + level[len(merged) * 2 :]
-        maxima[batch], choice[batch] = level[0]
+
+    def choose(first: int, last: int) -> None:
+        for batch in _batch_chunks(last - first, x[0].nbytes, offset=first):
+            xs = x[batch]
+            # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
+            # per-window loop). On a tie the earlier offset stays, so the winner is the first
+            # maximum; the left group of every match holds the smaller offsets.
+            level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
+            while len(level) > 1:
+                merged = [(np.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
+                          for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
+                level = merged + level[len(merged) * 2 :]
+            maxima[batch], choice[batch] = level[0]
+
+    split_batch(choose, n, calls_blas=False)
     return maxima, choice
 
 
@@ -460,14 +500,18 @@ def _window_put(
     # Windows that tile the image exactly write every element once: no zero fill needed.
     tiles = window[0] == window[1] == stride and tuple(image_size) == (out_h * stride, out_w * stride)
     image = (np.empty_like if tiles else np.zeros_like)(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
-    for batch in _batch_chunks(n, image[0].nbytes):
-        gs, chosen, block = g[batch], choice[batch], image[batch]
-        for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
-            picked = chosen == i * window[1] + j
-            if overlapping:  # an element may be chosen by several windows
-                block[at] += gs * picked
-            else:
-                np.multiply(gs, picked, out=block[at])
+
+    def put(first: int, last: int) -> None:
+        for batch in _batch_chunks(last - first, image[0].nbytes, offset=first):
+            gs, chosen, block = g[batch], choice[batch], image[batch]
+            for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
+                picked = chosen == i * window[1] + j
+                if overlapping:  # an element may be chosen by several windows
+                    block[at] += gs * picked
+                else:
+                    np.multiply(gs, picked, out=block[at])
+
+    split_batch(put, n, calls_blas=False)
     return image
 
 

@@ -34,30 +34,16 @@ def torch_version() -> str | None:
 
 
 def blas_threads() -> int:
-    """
-    Threads numpy's BLAS runs with: threadpoolctl's answer when it is installed (part of
-    the compare extra), else the CPUs this process may use.
-    """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        threadpool_info = None
-    if threadpool_info is not None:
-        import numpy  # noqa: F401  (loads the BLAS threadpoolctl inspects)
+    """Threads numpy's BLAS runs with (autocnn.core.blockwise's reading): torch gets as many."""
+    from autocnn.core.blockwise import blas_threads as threads_of_blas
 
-        counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
-        if counts:
-            return int(max(counts))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return threads_of_blas()
 
 
 def blas_kernel() -> str | None:
     """The CPU kernel OpenBLAS chose (e.g. 'Haswell', 'SkylakeX'), where threadpoolctl can tell."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    import numpy  # noqa: F401
+    import numpy  # noqa: F401  (loads the BLAS threadpoolctl inspects)
+    from threadpoolctl import threadpool_info
 
     for pool in threadpool_info():
         if pool.get("internal_api") == "openblas":

@@ -10,9 +10,9 @@ Served from the heap and kept there instead, a batch-1000 step of the >65% net t
 ~15% less time and a batch-50 step ~13% less, for both the autograd and the hand-written
 side, with the same peak memory.
 
-``autocnn train``, the experiment scripts (through ``autocnn.tools.train.run_training``) and
-``autocnn bench`` call ``keep_freed_memory()`` for their own process; importing autocnn
-as a library changes nothing.
+``Solver.train`` calls ``keep_freed_memory()`` when training starts, so ``autocnn train``,
+the experiment scripts and a notebook's own Solver all train with it; ``autocnn bench``
+calls it for its process. Importing autocnn changes nothing.
 """
 
 from __future__ import annotations

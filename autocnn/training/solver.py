@@ -77,6 +77,7 @@ import numpy as np
 
 from autocnn.files import atomic_write
 from autocnn.training import optim
+from autocnn.training.allocator import keep_freed_memory
 from autocnn.training.augment import random_crops_and_flips
 from reference import validation
 
@@ -363,7 +364,13 @@ class Solver:
 
         Raises TrainingStopped (before an update, the params left as they are) when
         stop_when is set and returns True; TrainingDivergedError on a NaN / Inf loss.
+
+        Training has glibc's malloc keep freed memory for this process from here on
+        (autocnn.training.allocator): every step re-creates the same big arrays, and
+        reusing their memory instead of page-faulting it in again makes a batch-1000 step
+        about a fifth faster. Importing autocnn changes nothing.
         """
+        keep_freed_memory()
         num_iterations = self.num_iterations
         iterations_per_epoch = self.iterations_per_epoch
 
