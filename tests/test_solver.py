@@ -88,6 +88,19 @@ def test_training_decreases_loss_and_raises_accuracy():
     assert len(solver.train_acc_history) == len(solver.val_acc_history) == 6
 
 
+def test_training_keeps_freed_memory_from_its_start(monkeypatch):
+    # A notebook's Solver trains as fast as autocnn train: it makes the allocator setting
+    # itself, when training starts (not when autocnn is imported or the Solver is built).
+    import autocnn.training.solver as solver_module
+
+    calls = []
+    monkeypatch.setattr(solver_module, "keep_freed_memory", lambda: calls.append("kept") or True)
+    solver = Solver(SoftmaxRegression(), make_data(), num_epochs=1, batch_size=100, verbose=False, seed=0)
+    assert calls == []
+    solver.train()
+    assert calls == ["kept"]
+
+
 def test_stop_when_stops_before_an_update_and_training_can_go_on():
     def solver_with(stop_when=None):
         solver = Solver(SoftmaxRegression(), make_data(), update_rule="adam", num_epochs=2, batch_size=30,

@@ -11,9 +11,10 @@ functions or would make autograd's own VJPs slow:
 * ``gemm_tt`` is that GEMM, a.T @ b.T computed in the orientation BLAS runs fastest
   (bilinear, VJPs are autograd.numpy matmuls).
 * ``conv_gemm`` is the conv layer's GEMM as one node of x and the filters (bilinear),
-  formed a cache-sized block of images at a time, and so are its VJPs: dW forms the
-  patch blocks again, and the x-VJP ``col2im_gemm`` (bilinear) the patch-gradient blocks;
-  no matrix the size of im2col's is ever held.
+  formed a cache-sized block of images at a time, the batch split between threads
+  (``autocnn.core.blockwise.split_batch``), and so are its VJPs: dW forms the patch blocks
+  again, and the x-VJP ``col2im_gemm`` (bilinear) the patch-gradient blocks; no matrix
+  the size of im2col's is ever held.
 * ``window_take`` picks one element of every window (max pooling picks the maximum);
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
