@@ -7,5 +7,6 @@ derived), ``models`` (the notebook's networks), and their helpers (``param_dicts
 ``blockwise``, ``autograd_internals``).
 
 Rule: imports numpy, scipy, autograd, threadpoolctl (to read and limit BLAS's threads),
-itself and ``reference.validation`` (the shared input contract) only; nothing from training, data, tools or the CLI.
+itself and ``reference.validation`` (the shared input contract) only; nothing from
+training, data, tools or the CLI.
 """

@@ -96,9 +96,7 @@ _LIMIT = None
 def _blas_controller():
     global _CONTROLLER
     if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        import numpy  # noqa: F401  (loads the BLAS the controller looks for)
+        from threadpoolctl import ThreadpoolController  # numpy, imported above, has loaded its BLAS
 
         _CONTROLLER = ThreadpoolController().select(user_api="blas")
     return _CONTROLLER

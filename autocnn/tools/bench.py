@@ -732,10 +732,11 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     started = time.perf_counter()
     # As autocnn train runs (see autocnn.training.allocator); every side of every case shares it.
     keeps_freed_memory = keep_freed_memory()
+    from autocnn.core.blockwise import blas_threads
     from autocnn.tools import bench_torch
 
     torch_version = bench_torch.torch_version()
-    machine = dict(machine_info(), blas_kernel=bench_torch.blas_kernel(), blas_threads=bench_torch.blas_threads(),
+    machine = dict(machine_info(), blas_kernel=bench_torch.blas_kernel(), blas_threads=blas_threads(),
                    torch=torch_version)
     results: dict[str, Any] = {"machine": machine,
                                "settings": {"quick": quick, "repeats": repeats, "max_repeats": max_repeats,

@@ -17,7 +17,6 @@ users train with. Nothing in this module imports torch at import time.
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Any, Callable
 
 #: The speed-up over PyTorch (its median / a side's) cannot be computed: torch is missing.
@@ -31,13 +30,6 @@ def torch_version() -> str | None:
     import torch
 
     return str(torch.__version__)
-
-
-def blas_threads() -> int:
-    """Threads numpy's BLAS runs with (autocnn.core.blockwise's reading): torch gets as many."""
-    from autocnn.core.blockwise import blas_threads as threads_of_blas
-
-    return threads_of_blas()
 
 
 def blas_kernel() -> str | None:
@@ -167,7 +159,9 @@ def torch_trainer(model, X, y) -> Callable[[], float]:
     """
     import torch
 
-    torch.set_num_threads(blas_threads())
+    from autocnn.core.blockwise import blas_threads
+
+    torch.set_num_threads(blas_threads())  # as many threads as numpy's BLAS
     net = TorchConvNet(model)
     optimizer = torch.optim.Adam(list(net.params.values()), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     images, labels = torch.from_numpy(X).to(net.dtype), torch.from_numpy(y).long()
