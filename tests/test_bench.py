@@ -220,6 +220,42 @@ def test_targets_are_judged_on_a_full_run_shaped_result():
     assert met["ref-fast step batch 50 / numpy prototype (72 ms)"] is True
 
 
+def test_speedup_floors_say_when_a_target_asks_for_less_than_the_gemms_alone():
+    """A target is below the floor when PyTorch's median / goal < the step's GEMMs alone."""
+
+    def step(name, batch, times, limit_s):
+        return {"name": name, "kind": "step", "phase": "train step", "batch": batch, "dtype": "float32",
+                "sides": {side: {"median_s": t} for side, t in times.items()}, "gemm_limit": {"median_s": limit_s}}
+
+    results = {"machine": {"torch": "2.x"}, "cases": [
+        step(bench.NET_65_NAME, 1000, {"autocnn": 0.95, "pytorch": 0.66}, 0.59),  # allows 528 ms < 590
+        step(bench.NET_65_NAME, 50, {"autocnn": 0.135, "pytorch": 0.15}, 0.05),  # allows 100 ms > 50
+        step(bench.DEEP_NAME, 100, {"pytorch": 0.27}, 0.256),  # no autocnn side: its rest unknown
+    ]}
+    floors = {floor["target"]: floor for floor in bench.speedup_floors(results)}
+    big = floors["step 3-layer net batch 1000 float32: speed-up over PyTorch"]
+    assert big["allowed_ms"] == pytest.approx(660 / 1.25)
+    assert big["left_ms"] == pytest.approx(660 / 1.25 - 590)
+    assert big["autocnn_beyond_gemms_ms"] == pytest.approx(360)
+    assert big["reachable"] is False
+    small = floors["step 3-layer net batch 50 float32: speed-up over PyTorch"]
+    assert small["reachable"] is True and small["left_ms"] == pytest.approx(50)
+    deep = floors["step ConvNet batch 100 float32: speed-up over PyTorch"]
+    assert deep["autocnn_beyond_gemms_ms"] is None and deep["reachable"] is True  # 270 > 256
+    table = bench.format_table(dict(results, cases=[], settings={"quick": False, "repeats": 5},
+                                    speedup_floors=list(floors.values()),
+                                    machine={"cpu": "x", "cores": 2, "python": "3", "numpy": "2", "blas": "b",
+                                             "scipy": "1", "autograd": "1", "blas_env": {}, "torch": "2.x"}))
+    assert "| 528 | 590 | -62 | 360 | **no**: below the GEMM floor |" in table
+
+
+def test_speedup_floors_skip_cases_without_pytorch_or_a_limit():
+    results = {"machine": {"torch": None}, "cases": [
+        {"name": bench.NET_65_NAME, "kind": "step", "phase": "train step", "batch": 1000, "dtype": "float32",
+         "sides": {"autocnn": {"median_s": 1.0}}, "gemm_limit": {"median_s": 0.5}}]}
+    assert bench.speedup_floors(results) == []
+
+
 def test_experiment_script_smoke_writes_table_and_json(tmp_path, monkeypatch):
     """python -m experiments.benchmark --smoke, on one cheap case, into a chosen folder."""
     assert benchmark_script.main(["--smoke", "--only", "softmax", "--no-memory", "--out", str(tmp_path)]) == 0

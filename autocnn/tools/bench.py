@@ -680,6 +680,37 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
     return checks
 
 
+def speedup_floors(results: dict) -> list[dict[str, Any]]:
+    """
+    What each speed-up-over-PyTorch target asks of this machine: the step time it allows
+    (PyTorch's median / the goal) against the same step's GEMMs alone with numpy's BLAS
+    (the GEMM limit, timed in the same rotation). Where the allowed time is below the GEMMs
+    alone, no change outside the BLAS can meet the target here.
+
+    Returns a list, one per target whose case ran with PyTorch and a GEMM limit, of
+    {'target', 'goal', 'pytorch_ms', 'allowed_ms', 'gemms_ms', 'left_ms' (allowed minus
+    GEMMs: what everything else may take), 'autocnn_beyond_gemms_ms' (autocnn's median
+    minus the GEMMs: what everything else takes now, None without autocnn), 'reachable'
+    (allowed > GEMMs)}.
+    """
+    floors = []
+    for (name, batch, dtype), goal in SPEEDUP_OVER_PYTORCH_TARGETS.items():
+        case = _find(results, name, "train step", batch, dtype)
+        if case is None or COMPARED not in case["sides"] or not case.get("gemm_limit"):
+            continue
+        pytorch_ms = 1e3 * case["sides"][COMPARED]["median_s"]
+        gemms_ms = 1e3 * case["gemm_limit"]["median_s"]
+        allowed_ms = pytorch_ms / goal
+        autocnn = case["sides"].get("autocnn")
+        short = "3-layer net" if name == NET_65_NAME else "ConvNet"
+        floors.append({"target": f"step {short} batch {batch} {dtype}: speed-up over PyTorch", "goal": goal,
+                       "pytorch_ms": pytorch_ms, "allowed_ms": allowed_ms, "gemms_ms": gemms_ms,
+                       "left_ms": allowed_ms - gemms_ms,
+                       "autocnn_beyond_gemms_ms": None if autocnn is None else 1e3 * autocnn["median_s"] - gemms_ms,
+                       "reachable": allowed_ms > gemms_ms})
+    return floors
+
+
 # ------------------------------------------------------------------------ running
 
 #: A full run repeats a case until its fastest side has run this long (5 to MAX_REPEATS times).
@@ -722,6 +753,7 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
     - peak_memory: {'batch', 'hidden_dim', side: {'peak_rss_mb', 'before_steps_mb', 'steps_mb'}}
       for ref-fast, autocnn and (when installed) pytorch, or None
     - targets: see `evaluate_targets`
+    - speedup_floors: see `speedup_floors`
     """
     from autocnn.training.allocator import keep_freed_memory
 
@@ -772,6 +804,7 @@ def run_benchmark(quick: bool = False, repeats: int | None = None, memory: bool 
         for case in results["cases"] if BASELINE in case["sides"] and "autocnn" in case["sides"]
     ]
     results["targets"] = evaluate_targets(results)
+    results["speedup_floors"] = speedup_floors(results)
     results["machine"]["load_average_end"] = load_average()
     results["wall_time_s"] = time.perf_counter() - started
     return results
@@ -791,7 +824,8 @@ def format_table(results: dict) -> str:
     """
     The results as Markdown: one row per case and side (median, min-max, ratio to
     ref-fast, speed-up over PyTorch, images/s, GFLOP/s, fraction of the GEMM limit), then
-    each step's GEMM limit, peak memory, and the targets.
+    each step's GEMM limit, peak memory, the targets, and what each speed-up target
+    allows against the GEMMs alone (`speedup_floors`).
     """
     machine = results["machine"]
     torch_version = machine.get("torch")
@@ -851,6 +885,19 @@ def format_table(results: dict) -> str:
     for target in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]
         lines.append(f"| {target['target']} | {target['goal']} | {target['shown'] or '–'} | {met} |")
+    floors = results.get("speedup_floors")
+    if floors:
+        lines += ["", "What each speed-up target over PyTorch allows here: PyTorch's median / the goal, against the "
+                      "step's GEMMs alone with numpy's BLAS (above). Below that floor no change outside the BLAS "
+                      "meets the target.", "",
+                  "| target | PyTorch ms | allowed ms | GEMMs alone ms | left for the rest ms | autocnn's rest now ms "
+                  "| reachable with this BLAS |", "|---|---:|---:|---:|---:|---:|---|"]
+        for floor in floors:
+            rest = floor["autocnn_beyond_gemms_ms"]
+            lines.append(f"| {floor['target']} (>= {floor['goal']}x) | {floor['pytorch_ms']:.0f} | "
+                         f"{floor['allowed_ms']:.0f} | {floor['gemms_ms']:.0f} | {floor['left_ms']:.0f} | "
+                         f"{'–' if rest is None else f'{rest:.0f}'} | "
+                         f"{'yes' if floor['reachable'] else '**no**: below the GEMM floor'} |")
     return "\n".join(lines) + "\n"
 
 
