@@ -187,18 +187,26 @@ class ConvNet:
 
         h, index = X, 1
         pad = (self.filter_size - 1) // 2
+        # A block's last conv and its pool are one op where nothing comes between them.
+        fuse_pool = not self.use_batchnorm and self.conv_impl == "fast" and self.pool_impl == "fast"
         for block in self.blocks:
             for position in range(len(block)):
-                h = ops.conv2d(h, params[f"W{index}"], params[f"b{index}"], 1, pad, self.conv_impl)
+                last = position == len(block) - 1
+                if last and fuse_pool:
+                    h = ops.conv2d_max_pool(h, params[f"W{index}"], params[f"b{index}"], pad, 2)
+                else:
+                    h = ops.conv2d(h, params[f"W{index}"], params[f"b{index}"], 1, pad, self.conv_impl)
                 if self.use_batchnorm:
                     h = normalise(ops.spatial_batchnorm, index, h)
-                if position < len(block) - 1:
+                if not last:
                     h = ops.relu(h)
                 index += 1
             # The block's last relu, then the pool: computed as relu(max_pool(h)), the same
             # function (relu is monotone) with the same gradient (relu's slope at 0 is 0, so
             # ties at 0 carry none either way), its relu and VJP on a quarter of the values.
-            h = ops.relu(ops.max_pool2d(h, 2, 2, 2, self.pool_impl))
+            if not fuse_pool:
+                h = ops.max_pool2d(h, 2, 2, 2, self.pool_impl)
+            h = ops.relu(h)
         for _ in self.hidden_dims:
             h = ops.affine(h, params[f"W{index}"], params[f"b{index}"])
             if self.normalization == "layernorm":

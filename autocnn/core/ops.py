@@ -2,8 +2,9 @@
 
 No function here knows its gradient. Models and ``autocnn.core.layers`` hand these to autograd,
 which derives every backward pass. The only help autograd gets is in
-``autocnn.core.primitives`` (window extraction, picking one element per window, and scipy's
-correlation: linear operators whose adjoints are written with themselves).
+``autocnn.core.primitives`` (window extraction, patch matrices, a conv's GEMMs per filter tap,
+picking one element per window, and scipy's correlation: linear operators whose adjoints are
+written with themselves).
 
 Shapes follow the notebook: images (N, C, H, W), filters (F, C, HH, WW), scores (N, K).
 """
@@ -18,8 +19,10 @@ import numpy as np
 from autograd.scipy.special import logsumexp
 
 from autocnn.core.autograd_internals import stop_gradient
-from autocnn.core.primitives import (channel_sum, conv_gemm, correlate_valid, half_squared_norm, im2col,
-                                patch_matrix_is_kept, sliding_windows, window_count, window_maxima, window_take)
+from autocnn.core.primitives import (PooledConvShape, channel_sum, conv_gemm, conv_taps, conv_taps_pay_off,
+                                     conv_window_maxima, conv_window_take, correlate_valid, from_pixel_rows,
+                                     half_squared_norm, im2col, patch_matrix_is_kept, sliding_windows,
+                                     to_pixel_rows, window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve", "pure"]
 PoolImpl = Literal["fast", "windows", "pure"]
@@ -66,7 +69,9 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - stride: Step between receptive fields
     - pad: Zeros added on each side of H and W
     - impl: How the sum is computed; all give the same numbers:
-      'fast'  - im2col patch matrix of the batch times w as a matrix (one GEMM),
+      'fast'  - stride 1 with enough channels: one GEMM per filter tap on the padded
+                images as rows of channels (conv_taps); otherwise the im2col patch
+                matrix of the batch times w as a matrix (one GEMM),
       'scipy' - ``scipy.signal.correlate`` per filter, then every stride-th output,
       'autograd-convolve' - autograd's own ``autograd.scipy.signal.convolve`` (baseline),
       'pure'  - strided slices and sums in autograd.numpy, no derivative rule at all.
@@ -75,8 +80,16 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
     - out: Array of shape (N, F, H', W'), H' = 1 + (H + 2 * pad - HH) // stride,
       W' = 1 + (W + 2 * pad - WW) // stride
     """
-    x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     kernel = (w.shape[2], w.shape[3])
+    if impl == "fast" and conv_taps_pay_off(x.shape, kernel, stride, pad):
+        # Stride 1 with enough channels: the padded images as one row of channels per pixel,
+        # and the conv one GEMM per filter tap on those rows (see conv_taps); autograd's
+        # VJPs are the same GEMMs again. Crop the outputs whose window left the image.
+        grid = (x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
+        out_rows = conv_taps(to_pixel_rows(x, grid, (pad, pad)), w, grid)
+        return from_pixel_rows(out_rows, x.shape[0], grid, (0, 0), window_count(grid, kernel, 1)) + anp.reshape(
+            b, (1, -1, 1, 1))
+    x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     if impl == "fast":
         # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F). Its
         # result is channel-major (F, N, H', W') memory and the NCHW output a view of it;
@@ -137,6 +150,34 @@ def max_pool2d(x, pool_height: int, pool_width: int, stride: int, impl: PoolImpl
         maxima, choice = window_maxima(stop_gradient(x), window, stride)
         return window_take(x, choice, window, stride, taken=maxima)
     return anp.max(sliding_windows(x, window, stride), axis=(4, 5))
+
+
+def conv2d_max_pool(x, w, b, pad: int, pool: int):
+    """
+    A conv (stride 1) and the max pool after it: max_pool2d(conv2d(x, w, b, 1, pad), pool,
+    pool, pool), computed without the conv's full-size output.
+
+    The bias is added after the pool: a per-channel constant moves out of a maximum
+    without changing which element wins. The conv is formed and pooled a cache-sized
+    block of images at a time, and so is its gradient (see conv_window_take); each
+    window's first maximum is chosen on the values, as max_pool2d's 'fast' chooses it.
+
+    Inputs:
+    - x: Images of shape (N, C, H, W)
+    - w: Filters of shape (F, C, HH, WW)
+    - b: Biases of shape (F,)
+    - pad: Zeros added on each side of H and W
+    - pool: Side and stride of the pool's windows
+
+    Returns:
+    - out: Array of shape (N, F, Hp, Wp), C-contiguous, Hp = 1 + (H + 2 * pad - HH + 1 - pool) // pool
+      and Wp likewise
+    """
+    x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
+    w_mat = anp.reshape(w, (w.shape[0], -1))
+    shape = PooledConvShape((w.shape[2], w.shape[3]), 1, (pool, pool), pool)
+    maxima, choice = conv_window_maxima(stop_gradient(x_pad), stop_gradient(w_mat), shape)
+    return conv_window_take(x_pad, w_mat, choice, shape, taken=maxima) + anp.reshape(b, (1, -1, 1, 1))
 
 
 def _tap(x, p: int, q: int, out_size: tuple[int, int], stride: int):

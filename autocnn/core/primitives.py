@@ -15,9 +15,19 @@ functions or would make autograd's own VJPs slow:
   (``autocnn.core.blockwise.split_batch``), and so are its VJPs: dW forms the patch blocks
   again, and the x-VJP ``col2im_gemm`` (bilinear) the patch-gradient blocks; no matrix
   the size of im2col's is ever held.
+* ``conv_taps`` is a stride-1 conv with enough channels, on images laid out one row of
+  channels per pixel of a padded grid (``to_pixel_rows``; its adjoint ``from_pixel_rows``
+  crops): one GEMM per filter tap, on runs of whole rows, no patch matrix. Its two adjoints,
+  ``conv_taps_transpose`` (dx) and ``conv_taps_weight_gradient`` (dW), are the same GEMMs
+  on other operands, and the three are each other's VJPs.
 * ``window_take`` picks one element of every window (max pooling picks the maximum);
   its adjoint ``window_put`` puts values back at the picked places. The choice is an
   integer argument, not differentiated, so both are linear in their array argument.
+* ``conv_window_take`` is max pooling of a conv's output given the choice (window_take
+  of conv_gemm), formed and pooled a block of images at a time so the conv's full output is
+  never held; its adjoints ``conv_window_put_transpose`` (dx) and
+  ``conv_window_weight_gradient`` (dW) put the pooled gradient back a block at a time, and
+  the three are each other's VJPs. ``conv_window_maxima`` makes the choice (plain numpy).
 * ``correlate_valid`` calls ``scipy.signal.correlate``, which autograd cannot trace.
 * ``channel_sum`` sums over all but the channel axis (batchnorm's statistics); its VJP is
   a broadcast view where np.sum's writes zeros and adds g into them.
@@ -34,7 +44,7 @@ with ``autograd.test_util``), the way autograd treats its own ``scipy.signal.con
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import autograd.numpy as anp
 import numpy as np
@@ -397,6 +407,239 @@ defvjp(
 )
 
 
+# ------------------------------------------------------------------ stride-1 convs on pixel rows
+#
+# Images padded onto a grid of Gh x Gw pixels, each pixel one row of channels (pixel-major),
+# turn a stride-1 conv into a sum of one GEMM per filter tap: the output row of pixel m is
+# sum over taps (p, q) of input row m + p * Gw + q times that tap's (C, F) weights. No patch
+# matrix is formed, forward or backward; every GEMM operand is a run of whole rows, in the
+# (pixels, C) @ (C, F) orientation OpenBLAS runs fastest at a conv's shapes. Output rows
+# whose window leaves the image (the grid's right and bottom margins) are computed too and
+# cropped away, which costs Gh * Gw / (H' * W') times the GEMM work.
+
+
+def _tap_shifts(window: tuple[int, int], grid_width: int) -> list[int]:
+    """How many rows further on tap (p, q) reads, for the taps in row-major order."""
+    return [p * grid_width + q for p in range(window[0]) for q in range(window[1])]
+
+
+def _rows_per_block(width: int, itemsize: int) -> int:
+    """Rows of a `width`-wide array in about _ROW_BLOCK_BYTES (at least 64)."""
+    return max(64, _ROW_BLOCK_BYTES // (width * itemsize))
+
+
+# Bytes of one operand's rows each thread multiplies at a time: the operands of all the
+# taps, and the accumulated output, then stay in a core's L2 cache.
+_ROW_BLOCK_BYTES = 2**19
+
+
+def _to_pixel_rows(x: np.ndarray, grid_size: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+    """
+    Images placed on zero grids, one row of channels per grid pixel. Linear in x.
+
+    Inputs:
+    - x: Array of shape (N, C, H, W), any memory layout
+    - grid_size: (Gh, Gw), at least (offset[0] + H, offset[1] + W)
+    - offset: (top, left) of the images in their grids (the padding, for a conv's input)
+
+    Returns:
+    - rows: C-contiguous array of shape (N * Gh * Gw, C) with
+      rows[(n * Gh + top + i) * Gw + left + j, c] = x[n, c, i, j], and zero elsewhere
+    """
+    n, c, h, w = x.shape
+    (grid_h, grid_w), (top, left) = grid_size, offset
+    rows = np.zeros((n * grid_h * grid_w, c), dtype=x.dtype)
+    inside = rows.reshape(n, grid_h, grid_w, c)[:, top : top + h, left : left + w]
+
+    def copy(first: int, last: int) -> None:
+        inside[first:last] = x[first:last].transpose(0, 2, 3, 1)
+
+    split_batch(copy, n, calls_blas=False)
+    return rows
+
+
+def _from_pixel_rows(rows: np.ndarray, n: int, grid_size: tuple[int, int], offset: tuple[int, int],
+                     size: tuple[int, int]) -> np.ndarray:
+    """
+    Adjoint of `_to_pixel_rows`: the (N, C, h, w) block at `offset` of every image's grid.
+
+    Returns a view of rows when their pixels can be split off without a copy (conv_taps'
+    channel-major rows and to_pixel_rows' pixel-major ones both can).
+    """
+    (grid_h, grid_w), (top, left), (h, w) = grid_size, offset, size
+    grids = np.reshape(rows, (n, grid_h, grid_w, rows.shape[1]))
+    return grids[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
+
+
+to_pixel_rows = primitive(_to_pixel_rows)
+from_pixel_rows = primitive(_from_pixel_rows)
+defvjp(to_pixel_rows,
+       lambda ans, x, grid_size, offset: lambda g: from_pixel_rows(g, x.shape[0], grid_size, offset, x.shape[2:]))
+defvjp(from_pixel_rows,
+       lambda ans, rows, n, grid_size, offset, size: lambda g: to_pixel_rows(g, grid_size, offset))
+
+
+def _taps(w: np.ndarray, dtype: np.dtype, transposed: bool) -> list[np.ndarray]:
+    """Each tap's weights, C-contiguous: w[:, :, p, q].T (C, F) if transposed, else w[:, :, p, q] (F, C)."""
+    return [np.ascontiguousarray(w[:, :, p, q].T if transposed else w[:, :, p, q], dtype=dtype)
+            for p in range(w.shape[2]) for q in range(w.shape[3])]
+
+
+def _conv_taps(rows: np.ndarray, w: np.ndarray, grid_size: tuple[int, int]) -> np.ndarray:
+    """
+    A stride-1 cross-correlation on pixel rows: one GEMM per filter tap. Bilinear.
+
+    Inputs:
+    - rows: Pixel rows of shape (N * Gh * Gw, C), as from `to_pixel_rows`
+    - w: Filters of shape (F, C, kh, kw)
+    - grid_size: (Gh, Gw)
+
+    Returns:
+    - out: Array of shape (N * Gh * Gw, F), a transposed view of C-contiguous (F, M) memory
+      (channel-major), with out[m] = sum_{p, q} rows[m + p * Gw + q] @ w[:, :, p, q].T for the rows m whose taps
+      all fall inside the array (m < M - (kh - 1) * Gw - (kw - 1)), zero after them. Pixel
+      (i, j) of image n, i < Gh - kh + 1 and j < Gw - kw + 1, is the conv's output there.
+    """
+    shifts = _tap_shifts(w.shape[2:], grid_size[1])
+    dtype = np.result_type(rows, w)
+    taps = _taps(w, dtype, transposed=True)
+    valid = max(0, rows.shape[0] - shifts[-1])
+    out_t = np.empty((w.shape[0], rows.shape[0]), dtype=dtype)  # returned as its transpose
+    out_t[:, valid:] = 0
+    block_rows = _rows_per_block(max(rows.shape[1], w.shape[0]), dtype.itemsize)
+
+    def forward(first: int, last: int) -> None:
+        sums, product = (np.empty((min(block_rows, last - first), w.shape[0]), dtype=dtype) for _ in range(2))
+        for start in range(first, last, block_rows):
+            stop = min(last, start + block_rows)
+            block_sum, block_product = sums[: stop - start], product[: stop - start]
+            np.matmul(rows[start:stop], taps[0], out=block_sum)  # tap (0, 0) reads the rows themselves
+            for shift, tap in zip(shifts[1:], taps[1:]):
+                np.matmul(rows[start + shift : stop + shift], tap, out=block_product)
+                block_sum += block_product
+            # Written channel-major while in cache: ufuncs on the cropped output then run
+            # along image rows, not along rows of F channels (several times slower).
+            out_t[:, start:stop] = block_sum.T
+
+    split_batch(forward, valid)
+    return out_t.T
+
+
+def _conv_taps_transpose(g: np.ndarray, w: np.ndarray, grid_size: tuple[int, int]) -> np.ndarray:
+    """
+    Adjoint of `conv_taps` in its rows: a conv's input gradient on pixel rows. Bilinear.
+
+    Inputs:
+    - g: Output gradient rows of shape (M, F); rows past the last valid one are not read
+    - w: Filters of shape (F, C, kh, kw)
+    - grid_size: (Gh, Gw)
+
+    Returns:
+    - dx: Array of shape (M, C), a transposed view of C-contiguous (C, M) memory, dx[m] = sum_{p, q} g[m - p * Gw - q] @ w[:, :, p, q]
+      over the taps whose row m - p * Gw - q is a valid one
+    """
+    shifts = _tap_shifts(w.shape[2:], grid_size[1])
+    dtype = np.result_type(g, w)
+    taps = _taps(w, dtype, transposed=False)
+    valid = max(0, g.shape[0] - shifts[-1])
+    dx_t = np.empty((w.shape[1], g.shape[0]), dtype=dtype)  # returned as its transpose
+    block_rows = _rows_per_block(max(g.shape[1], w.shape[1]), dtype.itemsize)
+
+    def backward(first: int, last: int) -> None:
+        # Each thread gathers into its own rows of dx: no two threads write the same row.
+        sums, product = (np.empty((min(block_rows, last - first), w.shape[1]), dtype=dtype) for _ in range(2))
+        for start in range(first, last, block_rows):
+            stop = min(last, start + block_rows)
+            block_sum = sums[: stop - start]
+            block_sum[...] = 0
+            for shift, tap in zip(shifts, taps):
+                low, high = max(start - shift, 0), min(stop - shift, valid)
+                if low < high:
+                    np.matmul(g[low:high], tap, out=product[: high - low])
+                    block_sum[low + shift - start : high + shift - start] += product[: high - low]
+            dx_t[:, start:stop] = block_sum.T  # channel-major, as conv_taps' output
+
+    split_batch(backward, g.shape[0])
+    return dx_t.T
+
+
+def _conv_taps_weight_gradient(rows: np.ndarray, g: np.ndarray, window: tuple[int, int],
+                               grid_size: tuple[int, int]) -> np.ndarray:
+    """
+    Adjoint of `conv_taps` in its filters: the filter gradient. Bilinear.
+
+    Inputs:
+    - rows: Input pixel rows of shape (M, C)
+    - g: Output gradient rows of shape (M, F); rows past the last valid one are not read
+    - window: (kh, kw)
+    - grid_size: (Gh, Gw)
+
+    Returns:
+    - dw: Array of shape (F, C, kh, kw), dw[:, :, p, q] = sum_m g[m].T rows[m + p * Gw + q]
+      over the valid rows m; the threads' partial sums are added in range order
+    """
+    shifts = _tap_shifts(window, grid_size[1])
+    dtype = np.result_type(rows, g)
+    valid = max(0, rows.shape[0] - shifts[-1])
+    f, c = g.shape[1], rows.shape[1]
+    block_rows = _rows_per_block(max(f, c), dtype.itemsize)
+
+    def partial_sum(first: int, last: int) -> np.ndarray:
+        total, product = np.zeros((len(shifts), f, c), dtype=dtype), np.empty((f, c), dtype=dtype)
+        for start in range(first, last, block_rows):
+            stop = min(last, start + block_rows)
+            g_block = g[start:stop].T
+            for tap, shift in enumerate(shifts):
+                np.matmul(g_block, rows[start + shift : stop + shift], out=product)
+                total[tap] += product
+        return total
+
+    total, *others = split_batch(partial_sum, valid)
+    for other in others:
+        total += other
+    return total.reshape(window + (f, c)).transpose(2, 3, 0, 1)
+
+
+conv_taps = primitive(_conv_taps)
+conv_taps_transpose = primitive(_conv_taps_transpose)
+conv_taps_weight_gradient = primitive(_conv_taps_weight_gradient)
+# The three close under their adjoints (A = conv_taps, B = its transpose, C = the filter
+# gradient): <A(x, w), g> = <x, B(g, w)> = <w, C(x, g)>, so each VJP is one of the three.
+defvjp(
+    conv_taps,
+    lambda ans, rows, w, grid_size: lambda g: conv_taps_transpose(g, w, grid_size),
+    lambda ans, rows, w, grid_size: lambda g: conv_taps_weight_gradient(rows, g, w.shape[2:], grid_size),
+)
+defvjp(
+    conv_taps_transpose,
+    lambda ans, g, w, grid_size: lambda h: conv_taps(h, w, grid_size),
+    lambda ans, g, w, grid_size: lambda h: conv_taps_weight_gradient(h, g, w.shape[2:], grid_size),
+)
+defvjp(
+    conv_taps_weight_gradient,
+    lambda ans, rows, g, window, grid_size: lambda v: conv_taps_transpose(g, v, grid_size),
+    lambda ans, rows, g, window, grid_size: lambda v: conv_taps(rows, v, grid_size),
+)
+
+
+def conv_taps_pay_off(x_shape: tuple[int, ...], window: tuple[int, int], stride: int, pad: int) -> bool:
+    """
+    Whether a conv of (N, C, H, W) images is computed by `conv_taps` rather than through
+    patch matrices: stride 1, enough channels that each tap's GEMM is worth a call, and a
+    grid margin that adds little GEMM work.
+    """
+    if stride != 1:
+        return False
+    c, h, w = x_shape[1:]
+    grid_h, grid_w = h + 2 * pad, w + 2 * pad
+    out_h, out_w = window_count((grid_h, grid_w), window, 1)
+    return c >= _TAPS_MIN_CHANNELS and grid_h * grid_w <= _TAPS_MAX_GRID_WASTE * out_h * out_w
+
+
+_TAPS_MIN_CHANNELS = 16
+_TAPS_MAX_GRID_WASTE = 1.6
+
+
 def window_maxima(x: np.ndarray, window: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
     """
     The maximum of every window and which element is its first maximum (row-major order,
@@ -425,19 +668,25 @@ def window_maxima(x: np.ndarray, window: tuple[int, int], stride: int) -> tuple[
 
     def choose(first: int, last: int) -> None:
         for batch in _batch_chunks(last - first, x[0].nbytes, offset=first):
-            xs = x[batch]
-            # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
-            # per-window loop). On a tie the earlier offset stays, so the winner is the first
-            # maximum; the left group of every match holds the smaller offsets.
-            level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, out_size)]
-            while len(level) > 1:
-                merged = [(np.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
-                          for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
-                level = merged + level[len(merged) * 2 :]
-            maxima[batch], choice[batch] = level[0]
+            _choose_first_maxima(x[batch], window, stride, maxima[batch], choice[batch])
 
     split_batch(choose, n, calls_blas=False)
     return maxima, choice
+
+
+def _choose_first_maxima(xs: np.ndarray, window: tuple[int, int], stride: int, maxima: np.ndarray,
+                         choice: np.ndarray) -> None:
+    """window_maxima of a few images xs (N, C, H, W), written into maxima and choice (N, C, H', W')."""
+    # Knock-out rounds between neighbouring candidates, each a whole-slice ufunc (no
+    # per-window loop). On a tie the earlier offset stays, so the winner is the first
+    # maximum; the left group of every match holds the smaller offsets.
+    index_type = choice.dtype
+    level = [(xs[at], i * window[1] + j) for (i, j), at in _window_offsets(window, stride, maxima.shape[2:])]
+    while len(level) > 1:
+        merged = [(np.maximum(va, vb), _winner(vb > va, ka, kb, index_type))
+                  for (va, ka), (vb, kb) in zip(level[0::2], level[1::2])]
+        level = merged + level[len(merged) * 2 :]
+    maxima[...], choice[...] = level[0]
 
 
 def _winner(right: np.ndarray, left_index, right_index, index_type: np.dtype) -> np.ndarray:
@@ -492,28 +741,38 @@ def _window_put(
     Returns:
     - image: Array of shape (N, C, H, W), zero where no window chose the element
     """
-    n, c, out_h, out_w = g.shape
+    n, c = g.shape[:2]
     # Mixed memory layouts (g from a reshape is NCHW, choice follows the image, which is
     # channel-major after a conv) make every ufunc below stride badly: one quarter-size
     # copy of g into choice's layout is several times cheaper.
     g = _in_layout_of(g, choice)
-    overlapping = stride < max(window)
-    # Windows that tile the image exactly write every element once: no zero fill needed.
-    tiles = window[0] == window[1] == stride and tuple(image_size) == (out_h * stride, out_w * stride)
-    image = (np.empty_like if tiles else np.zeros_like)(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
+    fill = np.empty_like if _windows_tile(image_size, window, stride, g.shape[2:]) else np.zeros_like
+    image = fill(choice, dtype=g.dtype, shape=(n, c) + tuple(image_size))
 
     def put(first: int, last: int) -> None:
         for batch in _batch_chunks(last - first, image[0].nbytes, offset=first):
-            gs, chosen, block = g[batch], choice[batch], image[batch]
-            for (i, j), at in _window_offsets(window, stride, (out_h, out_w)):
-                picked = chosen == i * window[1] + j
-                if overlapping:  # an element may be chosen by several windows
-                    block[at] += gs * picked
-                else:
-                    np.multiply(gs, picked, out=block[at])
+            _put_chosen(g[batch], choice[batch], window, stride, image[batch])
 
     split_batch(put, n, calls_blas=False)
     return image
+
+
+def _windows_tile(image_size: tuple[int, int], window: tuple[int, int], stride: int,
+                  out_size: tuple[int, int]) -> bool:
+    """Whether the windows cover every element of the image exactly once (no zero fill needed)."""
+    return window[0] == window[1] == stride and tuple(image_size) == (out_size[0] * stride, out_size[1] * stride)
+
+
+def _put_chosen(gs: np.ndarray, chosen: np.ndarray, window: tuple[int, int], stride: int, image: np.ndarray) -> None:
+    """window_put of a few images' gradients gs (N, C, H', W') into image (N, C, H, W), in place:
+    zero-filled beforehand unless the windows tile it (their elements are then overwritten)."""
+    overlapping = stride < max(window)
+    for (i, j), at in _window_offsets(window, stride, gs.shape[2:]):
+        picked = chosen == i * window[1] + j
+        if overlapping:  # an element may be chosen by several windows
+            image[at] += gs * picked
+        else:
+            np.multiply(gs, picked, out=image[at])
 
 
 window_take = primitive(_window_take)
@@ -525,6 +784,214 @@ defvjp(
 defvjp(
     window_put,
     lambda ans, g, choice, image_size, window, stride: lambda h: window_take(h, choice, window, stride),
+)
+
+
+# ------------------------------------------------------------------ a conv's output, max pooled
+#
+# A conv block that ends in max pooling without a batchnorm between (the notebook's
+# three-layer net) only ever needs the pooled values of the conv. Formed a cache-sized block
+# of images at a time, each block's conv output is pooled (and, backward, each block's
+# pooled gradient put back) while still in cache: the full (N, F, H', W') output and its
+# gradient never reach main memory. The choice of each window's first maximum is made on
+# the values, as window_maxima makes it; given the choice, the pooled conv is bilinear in
+# the images and the filters, and its three primitives close under their adjoints like
+# conv_taps': conv_window_take (A), its transpose in the images (B) and its filter
+# gradient (C), <A(x, w), g> = <x, B(g, w)> = <w, C(x, g)>.
+
+
+class PooledConvShape(NamedTuple):
+    """A conv's kernel (kh, kw) and stride, and the max pool's window and stride on its output."""
+
+    kernel: tuple[int, int]
+    stride: int
+    pool: tuple[int, int]
+    pool_stride: int
+
+
+def _pooled_conv_sizes(image_size: tuple[int, int], shape: PooledConvShape) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(conv output size, pooled output size) of padded images of image_size."""
+    conv_size = window_count(image_size, shape.kernel, shape.stride)
+    return conv_size, window_count(conv_size, shape.pool, shape.pool_stride)
+
+
+def _conv_blocks(image_size: tuple[int, int], f: int, k: int, dtype: np.dtype, shape: PooledConvShape, first: int,
+                 last: int, x: np.ndarray | None = None):
+    """
+    Yield (start, stop, patches, conv) for cache-sized blocks of images first:last: a
+    (K, images * pixels) patch matrix, the block's im2col of x when x is given, and a
+    scratch (images, F, H', W') view of pixel-major (images * pixels, F) memory for the
+    block's conv output (or its gradient): OpenBLAS multiplies patches.T @ w_mat.T, the
+    pixels as rows, faster than w_mat @ patches at a conv's shapes. Both live in buffers
+    of the calling thread, reused block after block.
+    """
+    conv_size = window_count(image_size, shape.kernel, shape.stride)
+    pixels = conv_size[0] * conv_size[1]
+    blocks = list(_image_blocks(first, last, k, pixels, dtype.itemsize))
+    most = max(stop - start for start, stop in blocks) * pixels
+    patch_buffer, conv_buffer = np.empty(k * most, dtype), np.empty(f * most, dtype)
+    for start, stop in blocks:
+        columns = (stop - start) * pixels
+        patches = patch_buffer[: k * columns].reshape(k, columns)
+        if x is not None:
+            _im2col(x[start:stop], shape.kernel, shape.stride, patches)
+        conv = conv_buffer[: f * columns].reshape(stop - start, *conv_size, f).transpose(0, 3, 1, 2)
+        yield start, stop, patches, conv
+
+
+def _pixel_rows(conv: np.ndarray) -> np.ndarray:
+    """The (images * pixels, F) matrix behind a block's (images, F, H', W') view from _conv_blocks."""
+    return conv.transpose(0, 2, 3, 1).reshape(-1, conv.shape[1])
+
+
+def _conv_window_maxima(x: np.ndarray, w_mat: np.ndarray, shape: PooledConvShape) -> tuple[np.ndarray, np.ndarray]:
+    """
+    window_maxima of a conv's output, the conv formed and pooled a block of images at a time.
+
+    A plain function of plain arrays (the choice carries no gradient); conv_window_take
+    with this choice is then the pooled conv, and may be handed these maxima.
+
+    Inputs:
+    - x: Padded images of shape (N, C, H, W)
+    - w_mat: Filters as a matrix, shape (F, C * kh * kw)
+    - shape: The conv's and the pool's windows and strides
+
+    Returns a tuple of:
+    - maxima: C-contiguous array of shape (N, F, Hp, Wp), the pooled conv (no bias)
+    - choice: C-contiguous integer array of shape (N, F, Hp, Wp), as from window_maxima
+      on the conv's output
+    """
+    _, pooled_size = _pooled_conv_sizes(x.shape[2:], shape)
+    pooled = (x.shape[0], w_mat.shape[0]) + pooled_size
+    dtype = np.result_type(x, w_mat)
+    maxima = np.empty(pooled, dtype=dtype)
+    choice = np.empty(pooled, dtype=np.min_scalar_type(shape.pool[0] * shape.pool[1] - 1))
+
+    def forward(first: int, last: int) -> None:
+        for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
+            np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
+            _choose_first_maxima(conv, shape.pool, shape.pool_stride, maxima[start:stop], choice[start:stop])
+
+    split_batch(forward, x.shape[0])
+    return maxima, choice
+
+
+def _conv_window_take(x: np.ndarray, w_mat: np.ndarray, choice: np.ndarray, shape: PooledConvShape,
+                      taken: np.ndarray | None = None) -> np.ndarray:
+    """
+    The chosen element of every pool window of a conv's output: window_take(conv(x, w_mat),
+    choice). Bilinear in x and w_mat.
+
+    Inputs:
+    - x: Padded images of shape (N, C, H, W)
+    - w_mat: Filters as a matrix, shape (F, C * kh * kw)
+    - choice: Integer array of shape (N, F, Hp, Wp), e.g. from conv_window_maxima
+    - shape: The conv's and the pool's windows and strides
+    - taken: Optional, those very values when the caller has them (conv_window_maxima
+      finds them with the choice); returned instead of computed again
+
+    Returns:
+    - out: Array of shape (N, F, Hp, Wp)
+    """
+    if taken is not None:
+        return taken
+    dtype = np.result_type(x, w_mat)
+    out = np.empty(choice.shape, dtype=dtype)
+
+    def forward(first: int, last: int) -> None:
+        for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
+            np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
+            candidates = [conv[at] for _, at in _window_offsets(shape.pool, shape.pool_stride, choice.shape[2:])]
+            np.choose(choice[start:stop], candidates, out=out[start:stop])
+
+    split_batch(forward, x.shape[0])
+    return out
+
+
+def _put_pooled_gradient(g: np.ndarray, choice: np.ndarray, shape: PooledConvShape, conv: np.ndarray) -> None:
+    """The conv-output gradient of a block, window_put of its pooled gradient g, into conv."""
+    if not _windows_tile(conv.shape[2:], shape.pool, shape.pool_stride, g.shape[2:]):
+        conv[...] = 0
+    _put_chosen(g, choice, shape.pool, shape.pool_stride, conv)
+
+
+def _conv_window_put_transpose(g: np.ndarray, w_mat: np.ndarray, choice: np.ndarray, image_size: tuple[int, int],
+                               shape: PooledConvShape) -> np.ndarray:
+    """
+    Adjoint of `conv_window_take` in its images: col2im of w_mat^T times the pooled gradient
+    put back at the chosen elements. Bilinear in g and w_mat.
+
+    Inputs:
+    - g: Gradient of the pooled output, shape (N, F, Hp, Wp)
+    - w_mat: Filters as a matrix, shape (F, C * kh * kw)
+    - choice: Integer array of g's shape
+    - image_size: (H, W) of the padded images
+    - shape: The conv's and the pool's windows and strides
+
+    Returns:
+    - image: Array of shape (N, C, H, W) (channel-major memory)
+    """
+    n, k = g.shape[0], w_mat.shape[1]
+    dtype = np.result_type(g, w_mat)
+    image = np.zeros((k // (shape.kernel[0] * shape.kernel[1]), n) + tuple(image_size), dtype=dtype)
+    w_t = w_mat.T
+
+    def backward(first: int, last: int) -> None:
+        for start, stop, patch_gradients, conv_gradient in _conv_blocks(image_size, *w_mat.shape, dtype, shape,
+                                                                         first, last):
+            _put_pooled_gradient(g[start:stop], choice[start:stop], shape, conv_gradient)
+            np.matmul(w_t, _pixel_rows(conv_gradient).T, out=patch_gradients)
+            _col2im_add(image[:, start:stop], patch_gradients, shape.kernel, shape.stride)
+
+    split_batch(backward, n)
+    return image.transpose(1, 0, 2, 3)
+
+
+def _conv_window_weight_gradient(x: np.ndarray, g: np.ndarray, choice: np.ndarray,
+                                 shape: PooledConvShape) -> np.ndarray:
+    """
+    Adjoint of `conv_window_take` in its filters: the conv's filter gradient from the pooled
+    gradient g (N, F, Hp, Wp), put back at the chosen elements a block at a time. Bilinear
+    in x and g; the threads' partial sums are added in range order.
+
+    Returns:
+    - dw_mat: Array of shape (F, C * kh * kw)
+    """
+    f, k = g.shape[1], x.shape[1] * shape.kernel[0] * shape.kernel[1]
+    dtype = np.result_type(x, g)
+
+    def partial_sum(first: int, last: int) -> np.ndarray:
+        total = np.zeros((k, f), dtype=dtype)
+        for start, stop, patches, conv_gradient in _conv_blocks(x.shape[2:], f, k, dtype, shape, first, last, x):
+            _put_pooled_gradient(g[start:stop], choice[start:stop], shape, conv_gradient)
+            total += patches @ _pixel_rows(conv_gradient)
+        return total
+
+    total, *others = split_batch(partial_sum, x.shape[0])
+    for other in others:
+        total += other
+    return np.ascontiguousarray(total.T)
+
+
+conv_window_take = primitive(_conv_window_take)
+conv_window_put_transpose = primitive(_conv_window_put_transpose)
+conv_window_weight_gradient = primitive(_conv_window_weight_gradient)
+conv_window_maxima = _conv_window_maxima
+defvjp(
+    conv_window_take,
+    lambda ans, x, w_mat, choice, shape, taken=None: lambda g: conv_window_put_transpose(g, w_mat, choice,
+                                                                                         x.shape[2:], shape),
+    lambda ans, x, w_mat, choice, shape, taken=None: lambda g: conv_window_weight_gradient(x, g, choice, shape),
+)
+defvjp(
+    conv_window_put_transpose,
+    lambda ans, g, w_mat, choice, image_size, shape: lambda h: conv_window_take(h, w_mat, choice, shape),
+    lambda ans, g, w_mat, choice, image_size, shape: lambda h: conv_window_weight_gradient(h, g, choice, shape),
+)
+defvjp(
+    conv_window_weight_gradient,
+    lambda ans, x, g, choice, shape: lambda v: conv_window_put_transpose(g, v, choice, x.shape[2:], shape),
+    lambda ans, x, g, choice, shape: lambda v: conv_window_take(x, v, choice, shape),
 )
 
 
