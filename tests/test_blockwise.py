@@ -76,3 +76,43 @@ def test_split_batch_inside_its_own_threads_runs_inline(monkeypatch):
     results = blockwise.split_batch(outer, 4)
     assert [len(inner) for inner in results] == [1, 1]
     assert all(name.startswith("autocnn-blocks") for inner in results for name, _, _ in inner)
+
+
+def blas_thread_counts() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_threads_of_our_own_keep_blas_single_threaded_and_split_between_the_threads_it_had(monkeypatch):
+    before = blas_thread_counts()
+    if not before:
+        pytest.fail("threadpoolctl finds no BLAS under numpy: nothing to limit")
+    monkeypatch.setattr(blockwise, "blas_threads", lambda: 3)  # BLAS's count on entry
+    with blockwise.threads_of_our_own():
+        assert blas_thread_counts() == [1] * len(before)
+        monkeypatch.setattr(blockwise, "blas_threads", lambda: 1)  # what BLAS reads inside
+        ranges = blockwise.split_batch(lambda first, last: (first, last, blas_thread_counts()), 6)
+        with blockwise.threads_of_our_own():  # nested: the outer count stands
+            nested = blockwise.split_batch(lambda first, last: (first, last), 6)
+        assert blas_thread_counts() == [1] * len(before)
+    assert [(first, last) for first, last, _ in ranges] == [(0, 2), (2, 4), (4, 6)]
+    assert all(counts == [1] * len(before) for _, _, counts in ranges)
+    assert nested == [(0, 2), (2, 4), (4, 6)]
+    assert blas_thread_counts() == before
+    assert blockwise.split_batch(lambda first, last: (first, last), 6) == [(0, 6)]  # outside again: BLAS's 1
+
+
+def test_a_model_loss_runs_with_blas_single_threaded(monkeypatch):
+    from autocnn.core import ops
+    from autocnn.core.models import ThreeLayerConvNet
+
+    before = blas_thread_counts()
+    seen = []
+    loss = ops.softmax_loss
+    monkeypatch.setattr(ops, "softmax_loss", lambda scores, y: seen.append(blas_thread_counts()) or loss(scores, y))
+    model = ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=2, filter_size=3, hidden_dim=4, dtype=np.float64)
+    model.data_loss = ops.softmax_loss
+    model.loss(np.random.randn(2, 3, 8, 8), np.array([0, 1]))
+    assert seen == [[1] * len(before)]
+    assert blas_thread_counts() == before

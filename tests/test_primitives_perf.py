@@ -339,3 +339,30 @@ def test_fast_conv_mixed_second_derivative_follows_x_through_the_patches():
     direction, eps = rng.randn(*x.shape), 1e-6
     numerical = (dw_along_v(x + eps * direction) - dw_along_v(x - eps * direction)) / (2 * eps)
     assert np.sum(autograd.grad(dw_along_v)(x) * direction) == pytest.approx(numerical, rel=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m,k,n", [(300, 200, 100), (40, 300, 700), (3, 4, 5)])
+def test_split_matmul_is_the_product_whatever_the_threads(monkeypatch, threads, m, k, n):
+    # Split by rows (tall), by columns (wide), and too small to split.
+    from autocnn.core.primitives import matmul
+
+    monkeypatch.setattr(autocnn.core.blockwise, "blas_threads", lambda: threads)
+    a, b = rng.randn(m, k), rng.randn(k, n)
+    out = matmul(a, b)
+    assert out.flags.c_contiguous
+    np.testing.assert_allclose(out, a @ b, rtol=1e-13, atol=1e-12)
+    vjp, _ = make_vjp(lambda args: matmul(*args))((a, b))
+    g = rng.randn(m, n)
+    da, db = vjp(g)
+    np.testing.assert_allclose(da, g @ b.T, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(db, a.T @ g, rtol=1e-13, atol=1e-12)
+    assert db.flags.c_contiguous
+
+
+def test_split_matmul_second_order_and_float32():
+    from autocnn.core.primitives import matmul
+
+    check_grads(lambda a, b: matmul(a, b), modes=["rev"], order=2)(rng.randn(4, 3), rng.randn(3, 5))
+    a, b = rng.randn(600, 90).astype(np.float32), rng.randn(90, 80).astype(np.float32)
+    assert matmul(a, b).dtype == np.float32

@@ -11,7 +11,12 @@ because numpy and BLAS release the GIL, threads over disjoint ranges overlap. Tw
 * ``split_batch`` runs a task on disjoint ranges of a batch's images, one range per BLAS
   thread, with BLAS single-threaded in each (through threadpoolctl, for the call only): each
   thread then forms and multiplies its own cache-sized blocks, with no BLAS threads to
-  wait for at every block. The conv's GEMMs and max pooling (``autocnn.core.primitives``).
+  wait for at every block. The conv's GEMMs, max pooling and the affine layers' GEMMs
+  (``autocnn.core.primitives``).
+* ``threads_of_our_own`` keeps BLAS single-threaded for a whole model's loss and gradients,
+  every split_batch inside sharing the work between as many threads as BLAS had. OpenBLAS's
+  workers spin for a while after each multi-threaded call (about 0.1 s by default) and take
+  a core from whatever runs next; never woken, they never spin.
 """
 
 from __future__ import annotations
@@ -78,12 +83,36 @@ def split_batch(task: Callable[[int, int], T], n: int, calls_blas: bool = True) 
     Returns:
     - results: task's return values, in the order of the ranges
     """
-    parts = min(n, blas_threads())
+    parts = min(n, _REGION_THREADS or blas_threads())
     if parts < 2 or threading.current_thread().name.startswith(_POOL_PREFIX):
         return [task(0, n)]
     bounds = [n * part // parts for part in range(parts + 1)]
-    with _single_threaded_blas() if calls_blas else nullcontext():
+    with _single_threaded_blas() if calls_blas and not _REGION_THREADS else nullcontext():
         return list(_pool().map(task, bounds[:-1], bounds[1:]))
+
+
+# Threads split_batch uses inside threads_of_our_own (BLAS then reads 1); None outside.
+_REGION_THREADS: int | None = None
+
+
+@contextmanager
+def threads_of_our_own() -> Iterator[None]:
+    """
+    Within: BLAS single-threaded, and every split_batch shares its work between as many
+    threads of autocnn's own as BLAS had on entry. Nested uses keep the outer one's count.
+
+    A model's loss and gradients run inside it: no BLAS worker thread is woken, so none is
+    left spinning between the GEMMs while autocnn's threads split a batch.
+    """
+    global _REGION_THREADS
+    previous = _REGION_THREADS
+    threads = previous or blas_threads()
+    with _single_threaded_blas():
+        _REGION_THREADS = threads
+        try:
+            yield
+        finally:
+            _REGION_THREADS = previous
 
 
 # threadpoolctl's view of the loaded BLAS, found on first use (it scans the loaded libraries).
@@ -140,8 +169,9 @@ def _pool() -> ThreadPoolExecutor:
 def _forget_pool() -> None:
     # A forked child inherits the pool object but not its threads: work sent to it would
     # wait forever. The child makes its own pool when it needs one. A BLAS limit taken by
-    # a parent's thread was never the child's to restore: the child starts with none.
-    global _POOL, _LIMIT_USERS, _LIMIT, _LIMIT_LOCK
+    # a parent's thread was never the child's to restore: the child starts with none, and
+    # outside any threads_of_our_own.
+    global _POOL, _LIMIT_USERS, _LIMIT, _LIMIT_LOCK, _REGION_THREADS
     _POOL = None
-    _LIMIT_USERS, _LIMIT, _LIMIT_LOCK = 0, None, threading.Lock()
+    _LIMIT_USERS, _LIMIT, _LIMIT_LOCK, _REGION_THREADS = 0, None, threading.Lock(), None
 

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from autocnn.core import ops
+from autocnn.core.blockwise import threads_of_our_own
 from autocnn.core.derive import value_and_grad_with_aux
 from autocnn.core.param_dicts import batchnorm_settings, dropout_keep
 from reference import validation
@@ -250,14 +251,16 @@ class ConvNet:
         if self.use_dropout:
             self.dropout_param["mode"] = "train" if train else "test"
         if not train:
-            return self.forward(self.params, X, train=False)[0]
+            with threads_of_our_own():
+                return self.forward(self.params, X, train=False)[0]
 
         def objective(params):
             scores, running_stats = self.forward(params, X, train=True)
             weights = [params[name] for name in self.weight_names]
             return self.data_loss(scores, y) + ops.l2_penalty(weights, self.reg), running_stats
 
-        loss, grads, running_stats = value_and_grad_with_aux(objective, self.params)
+        with threads_of_our_own():  # BLAS single-threaded, the layers split between autocnn's threads
+            loss, grads, running_stats = value_and_grad_with_aux(objective, self.params)
         for bn_param, (mean, var) in zip(self.bn_params, running_stats):
             bn_param["running_mean"], bn_param["running_var"] = mean, var
         return loss, grads

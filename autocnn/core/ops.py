@@ -21,7 +21,7 @@ from autograd.scipy.special import logsumexp
 from autocnn.core.autograd_internals import stop_gradient
 from autocnn.core.primitives import (PooledConvShape, channel_sum, conv_gemm, conv_taps, conv_taps_pay_off,
                                      conv_window_maxima, conv_window_take, correlate_valid, from_pixel_rows,
-                                     half_squared_norm, im2col, patch_matrix_is_kept, sliding_windows,
+                                     half_squared_norm, im2col, matmul, patch_matrix_is_kept, sliding_windows,
                                      to_pixel_rows, window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve", "pure"]
@@ -42,10 +42,10 @@ def affine(x, w, b):
     Returns:
     - out: Array of shape (N, M)
     """
-    # matmul, not dot: autograd's VJP of dot returns dw as a transposed (Fortran-order)
-    # view, and adding that into the C-order gradient buffer can cost more than the GEMM
-    # itself; matmul's VJP returns dw C-contiguous.
-    return anp.matmul(anp.reshape(x, (x.shape[0], -1)), w) + b
+    # autocnn's matmul: split between threads like the convs (see there), and its VJP
+    # returns dw C-contiguous (autograd's VJP of dot returns a Fortran-order view, slow to
+    # add into the C-order gradient buffer).
+    return matmul(anp.reshape(x, (x.shape[0], -1)), w) + b
 
 
 def relu(x):

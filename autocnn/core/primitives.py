@@ -10,6 +10,7 @@ functions or would make autograd's own VJPs slow:
   which a convolution is a single GEMM; its adjoint ``col2im`` adds them back.
 * ``gemm_tt`` is that GEMM, a.T @ b.T computed in the orientation BLAS runs fastest
   (bilinear, VJPs are autograd.numpy matmuls).
+* ``matmul`` is a @ b split between threads (the affine layers' GEMMs), its VJPs matmuls.
 * ``conv_gemm`` is the conv layer's GEMM as one node of x and the filters (bilinear),
   formed a cache-sized block of images at a time, the batch split between threads
   (``autocnn.core.blockwise.split_batch``), and so are its VJPs: dW forms the patch blocks
@@ -253,6 +254,43 @@ defvjp(
     lambda ans, a, b: lambda g: anp.transpose(anp.matmul(a, g)),
 )
 
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """
+    a @ b for matrices, the larger of the product's sides split between threads
+    (autocnn.core.blockwise.split_batch), each part one single-threaded GEMM. Bilinear.
+
+    The same numbers as np.matmul up to the GEMM's own blocking; the VJPs are matmuls
+    again, each split the same way.
+
+    Inputs:
+    - a: Array of shape (M, K); b: Array of shape (K, N)
+
+    Returns:
+    - out: C-contiguous array of shape (M, N)
+    """
+    (m, k), n = a.shape, b.shape[1]
+    if m * n * k < _SPLIT_MATMUL_MIN_FLOPS:
+        return np.matmul(a, b)
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    if m >= n:
+        split_batch(lambda first, last: np.matmul(a[first:last], b, out=out[first:last]), m)
+    else:
+        split_batch(lambda first, last: np.matmul(a, b[:, first:last], out=out[:, first:last]), n)
+    return out
+
+
+# Products smaller than this (multiply-adds) are not worth a thread hand-off.
+_SPLIT_MATMUL_MIN_FLOPS = 2**22
+
+matmul = primitive(_matmul)
+# d(a @ b) = da @ b + a @ db: for an upstream g, da = g b^T and db = a^T g.
+defvjp(
+    matmul,
+    lambda ans, a, b: lambda g: matmul(g, anp.transpose(b)),
+    lambda ans, a, b: lambda g: matmul(anp.transpose(a), g),
+)
 
 # Bytes of patches (or patch gradients) each thread forms and multiplies at a time: about
 # what a core's L2 cache holds, so the block is still there when the GEMM reads it.

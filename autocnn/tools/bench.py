@@ -494,6 +494,10 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
         rep += 1
         for side in order[shift:] + order[:shift]:
             gc.collect()
+            if case.kind == "step":
+                # A multi-threaded BLAS or OpenMP call leaves its worker threads spinning for a
+                # while (OpenBLAS: ~0.1 s), taking a core from whichever side runs next.
+                time.sleep(STEP_SETTLE_SECONDS)
             start = time.perf_counter()
             runners[side]()
             times[side].append(time.perf_counter() - start)
@@ -715,6 +719,9 @@ def speedup_floors(results: dict) -> list[dict[str, Any]]:
 
 #: A full run repeats a case until its fastest side has run this long (5 to MAX_REPEATS times).
 MIN_SECONDS_FASTEST_SIDE = 1.0
+#: Pause before each timed training step, so every side starts on cores no other side's
+#: idle threads are spinning on.
+STEP_SETTLE_SECONDS = 0.15
 MAX_REPEATS = 25
 CASE_SECONDS_FOR_EXTRA_REPEATS = 30.0
 
