@@ -79,9 +79,8 @@ def test_split_batch_inside_its_own_threads_runs_inline(monkeypatch):
 
 
 def blas_thread_counts() -> list[int]:
-    from threadpoolctl import threadpool_info
-
-    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    """Threads of the BLAS libraries numpy had loaded when autocnn first looked (not torch's, say)."""
+    return [pool["num_threads"] for pool in blockwise._blas_controller().info()]
 
 
 def test_threads_of_our_own_keep_blas_single_threaded_and_split_between_the_threads_it_had(monkeypatch):

@@ -29,8 +29,9 @@ from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
-#: Elements per block: a handful of float32 or float64 block-sized arrays fit in L2.
-BLOCK_SIZE = 1 << 16
+#: Elements per block: a rule's few block-sized arrays stay in cache (L2, or the shared L3)
+#: while its numpy calls, each with a fixed cost, are few per element.
+BLOCK_SIZE = 1 << 17
 #: Arrays of at least this many elements per thread are split between threads.
 THREADED_MIN_SIZE = 1 << 20
 _THREADS = max(1, min(2, os.cpu_count() or 1))
