@@ -75,7 +75,28 @@ def test_split_batch_inside_its_own_threads_runs_inline(monkeypatch):
 
     results = blockwise.split_batch(outer, 4)
     assert [len(inner) for inner in results] == [1, 1]
-    assert all(name.startswith("autocnn-blocks") for inner in results for name, _, _ in inner)
+    # The first range runs in the calling thread, the other in the pool.
+    assert [inner[0][0] for inner in results] == [threading.current_thread().name, results[1][0][0]]
+    assert results[1][0][0].startswith("autocnn-blocks")
+
+
+def test_a_failing_range_waits_for_the_others_and_raises(monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(blockwise, "blas_threads", lambda: 2)
+    finished = []
+
+    def task(first, last):
+        if first == 0:
+            raise ValueError("range 0 failed")
+        time.sleep(0.05)
+        finished.append(threading.current_thread().name)
+
+    with pytest.raises(ValueError, match="range 0 failed"):
+        blockwise.split_batch(task, 4)
+    assert len(finished) == 1  # the pool's range had ended when the error reached the caller
+    assert blockwise.split_batch(lambda first, last: (first, last), 4) == [(0, 2), (2, 4)]  # splits again
 
 
 def blas_thread_counts() -> list[int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator, TypeVar
 
@@ -64,17 +64,18 @@ def for_each_block(work: Callable[..., None], *arrays: np.ndarray) -> None:
         run(0, size)
         return
     bounds = [size * part // threads for part in range(threads + 1)]
-    list(_pool().map(run, bounds[:-1], bounds[1:]))
+    _run_ranges(run, bounds)
 
 
 def split_batch(task: Callable[[int, int], T], n: int, calls_blas: bool = True) -> list[T]:
     """
     task(first, last) on disjoint, consecutive ranges of n images, one range per BLAS
-    thread, run in threads of their own; BLAS is single-threaded meanwhile if calls_blas.
+    thread: the first in the calling thread, the others in threads of the pool; BLAS is
+    single-threaded meanwhile if calls_blas.
 
     One range in the calling thread, BLAS untouched, where that is all there is to do:
     BLAS runs one thread (a Dask worker's setting, say), its thread count cannot be read
-    or set (threadpoolctl finds no BLAS), or this call comes from one of the threads.
+    or set (threadpoolctl finds no BLAS), or this call comes from inside another split.
 
     Inputs:
     - task: Works on images first:last; writes only what belongs to them, or returns it
@@ -85,11 +86,28 @@ def split_batch(task: Callable[[int, int], T], n: int, calls_blas: bool = True) 
     - results: task's return values, in the order of the ranges
     """
     parts = min(n, _REGION_THREADS or blas_threads())
-    if parts < 2 or threading.current_thread().name.startswith(_POOL_PREFIX):
+    if parts < 2 or getattr(_SPLITTING, "inside", False) or threading.current_thread().name.startswith(_POOL_PREFIX):
         return [task(0, n)]
     bounds = [n * part // parts for part in range(parts + 1)]
     with _single_threaded_blas() if calls_blas and not _REGION_THREADS else nullcontext():
-        return list(_pool().map(task, bounds[:-1], bounds[1:]))
+        return _run_ranges(task, bounds)
+
+
+def _run_ranges(task: Callable[[int, int], T], bounds: list[int]) -> list[T]:
+    """task on bounds[i]:bounds[i + 1] for each i: the first range in the calling thread (one
+    hand-off fewer, on a core that is awake), the others in the pool; results in range order."""
+    others = [_pool().submit(task, first, last) for first, last in zip(bounds[1:-1], bounds[2:])]
+    _SPLITTING.inside = True
+    try:
+        first = task(bounds[0], bounds[1])
+    finally:
+        _SPLITTING.inside = False
+        wait(others)  # the other ranges end before the caller goes on, whatever happened here
+    return [first] + [future.result() for future in others]
+
+
+# Marks the calling thread while it runs its own range of a split (a nested split runs inline).
+_SPLITTING = threading.local()
 
 
 # Threads split_batch uses inside threads_of_our_own (BLAS then reads 1); None outside.

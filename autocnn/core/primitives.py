@@ -734,8 +734,12 @@ def _winner(right: np.ndarray, left_index, right_index, index_type: np.dtype) ->
             # Neighbouring offsets (the first round): the boolean's byte already is 0 or 1.
             won = right.view(index_type)
             return won + index_type.type(left_index) if left_index else won
-        left_index, right_index = index_type.type(left_index), index_type.type(right_index)
-    return np.where(right, right_index, left_index)
+    # left + right * (right_index - left_index) in the unsigned index type: wrapping
+    # arithmetic, exact in the end, and several times faster than np.where on small integers.
+    left = np.asarray(left_index, dtype=index_type)
+    won = np.multiply(right, np.subtract(right_index, left, dtype=index_type), dtype=index_type)
+    won += left
+    return won
 
 
 def _window_take(
