@@ -135,6 +135,38 @@ def test_torch_twin_has_the_same_loss_and_gradients_in_float64(make):
         assert np.abs(torch_grads[name] - grad).max() <= 1e-12 * scale, name
 
 
+@pytest.mark.parametrize("make", [
+    lambda: ThreeLayerConvNet(hidden_dim=20, reg=0.01, weight_scale=1e-1, dtype=np.float64),
+    lambda: ConvNet(blocks=((4, 4), (6,)), hidden_dims=(7,), reg=0.01, dtype=np.float64),
+])
+def test_float64_training_follows_the_torch_twin_step_for_step(make):
+    """Twelve Adam steps (the bench's training step) on both sides: the same losses and params."""
+    if not TORCH:
+        assert bench_torch.torch_version() is None
+        return
+    np.random.seed(0)
+    model = make()
+    rng = np.random.RandomState(2)
+    X, y = rng.randn(8, 3, 32, 32), rng.randint(10, size=8)
+    torch_step = bench_torch.torch_trainer(model, X, y)  # copies the params before autocnn moves them
+    configs: dict = {}
+    for step in range(12):
+        torch_loss, loss = torch_step(), bench._train_step(model, X, y, configs)
+        assert torch_loss == pytest.approx(loss, rel=1e-11), f"step {step}"
+    net = torch_step.net
+    # A conv's bias before batchnorm has gradient 0 exactly; both sides compute rounding
+    # noise (~1e-17) that Adam, dividing by its root mean square, turns into steps of 1e-9:
+    # such biases follow each side's noise, not the function, and are left out.
+    num_convs = sum(len(block) for block in model.blocks)
+    cancelled = {f"b{index}" for index in range(1, num_convs + 1)} if model.use_batchnorm else set()
+    for name, value in model.params.items():
+        if name in cancelled:
+            continue
+        theirs = net.params[name].detach().numpy()
+        theirs = theirs.T if name in net.affine_weights else theirs
+        assert np.abs(theirs - value).max() <= 1e-10 * max(1.0, np.abs(value).max()), name
+
+
 def test_step_gemms_are_the_layers_products():
     model = bench._net_65_models("float32")["autocnn"]()
     n = 7

@@ -155,7 +155,8 @@ def torch_trainer(model, X, y) -> Callable[[], float]:
     - X: numpy array of shape (N, C, H, W); y: integer labels of shape (N,)
 
     Returns:
-    - step: () -> loss; one training step (zero the grads, loss, backward, Adam)
+    - step: () -> loss; one training step (zero the grads, loss, backward, Adam); its
+      attribute net is the TorchConvNet it trains
     """
     import torch
 
@@ -173,6 +174,7 @@ def torch_trainer(model, X, y) -> Callable[[], float]:
         optimizer.step()
         return float(loss.detach())
 
+    step.net = net
     return step
 
 
