@@ -496,8 +496,12 @@ def time_case(case: Case, repeats: int, min_seconds: float = 0.0, max_repeats: i
             gc.collect()
             if case.kind == "step":
                 # A multi-threaded BLAS or OpenMP call leaves its worker threads spinning for a
-                # while (OpenBLAS: ~0.1 s), taking a core from whichever side runs next.
+                # while (OpenBLAS: ~0.1 s), taking a core from whichever side runs next: let
+                # them go idle. Then one untimed step, so the timed one runs as a training
+                # loop's steps do, right after another (a step started on idle cores and
+                # caches another side filled measured up to 1.2x slower).
                 time.sleep(STEP_SETTLE_SECONDS)
+                runners[side]()
             start = time.perf_counter()
             runners[side]()
             times[side].append(time.perf_counter() - start)
@@ -719,8 +723,8 @@ def speedup_floors(results: dict) -> list[dict[str, Any]]:
 
 #: A full run repeats a case until its fastest side has run this long (5 to MAX_REPEATS times).
 MIN_SECONDS_FASTEST_SIDE = 1.0
-#: Pause before each timed training step, so every side starts on cores no other side's
-#: idle threads are spinning on.
+#: Pause before each side's pair of training steps (one untimed, one timed), so no other
+#: side's idle threads are still spinning on the cores.
 STEP_SETTLE_SECONDS = 0.15
 MAX_REPEATS = 25
 CASE_SECONDS_FOR_EXTRA_REPEATS = 30.0
@@ -844,7 +848,8 @@ def format_table(results: dict) -> str:
         f"PyTorch {torch_version or 'not installed'}; "
         f"BLAS env: {machine['blas_env'] or 'none set'}; load average at start "
         f"{_load(machine.get('load_average_start'))}, at end {_load(machine.get('load_average_end'))}.",
-        f"{_repetitions(results['settings'])} interleaved repetitions per side after a warm-up"
+        f"{_repetitions(results['settings'])} interleaved repetitions per side after a warm-up (a training "
+        f"step: a {STEP_SETTLE_SECONDS:g} s pause, one untimed step, then the timed one)"
         f"{' (quick run: tiny sizes, the times mean nothing)' if results['settings']['quick'] else ''}; "
         "ratio = median / ref-fast median (lower is faster); x PyTorch = PyTorch's median / the side's (higher is "
         "faster; training steps only); % limit = the step's GEMMs alone / the side's median; malloc "
