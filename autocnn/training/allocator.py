@@ -1,14 +1,13 @@
 """Keep freed memory in the process: what makes numpy's big temporaries cheap to re-create.
 
-A training step allocates and frees the same large arrays every time (at batch 1000 each
-of the >65% net's conv activations and their gradients is 128 MB, the conv's patch blocks
-64 MB; see ``autocnn.core.primitives.conv_gemm``). glibc's malloc serves
-every block above 32 MB with a fresh ``mmap`` and returns it with ``munmap`` when freed,
-so each step page-faults all of that memory in again, zero-filled by the kernel: filling
-a new 128 MB array costs ~24 ms on the benchmark machine against ~10 ms for reused memory.
-Served from the heap and kept there instead, a batch-1000 step of the >65% net took
-~15% less time and a batch-50 step ~13% less, for both the autograd and the hand-written
-side, with the same peak memory.
+A training step allocates and frees the same large arrays every time (the >65% net's hidden
+layer: its 33 MB weights, gradient, Adam's new weights, and the gradient of its 1000 x 8192
+input). glibc's malloc serves every block above 32 MB with a fresh ``mmap`` and returns it
+with ``munmap`` when freed, so each step page-faults all of that memory in again,
+zero-filled by the kernel. Served from the heap and kept there instead, the memory is
+reused. Since the convs and pooling work a cache-sized block of images at a time, few
+arrays that large are left and the difference has become small (see
+``experiments/results/benchmark`` for the steps' times under this setting).
 
 ``Solver.train`` calls ``keep_freed_memory()`` when training starts, so ``autocnn train``,
 the experiment scripts and a notebook's own Solver all train with it; ``autocnn bench``
