@@ -3,8 +3,9 @@
 No function here knows its gradient. Models and ``autocnn.core.layers`` hand these to autograd,
 which derives every backward pass. The only help autograd gets is in
 ``autocnn.core.primitives`` (window extraction, patch matrices, a conv's GEMMs per filter tap,
-picking one element per window, and scipy's correlation: linear operators whose adjoints are
-written with themselves).
+a conv max pooled a block of images at a time, picking one element per window, the affine GEMM
+split between threads, and scipy's correlation: linear operators whose adjoints are written
+with themselves).
 
 Shapes follow the notebook: images (N, C, H, W), filters (F, C, HH, WW), scores (N, K).
 """
