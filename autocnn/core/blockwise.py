@@ -3,7 +3,7 @@
 Over whole arrays every numpy line is a pass through main memory: the >65% net's hidden
 layer alone is 8.2M weights, 33 MB in float32, and its conv's patch matrix 600 MB at batch
 1000. Run block by block, a few numpy lines work on slices that stay in the CPU cache; and
-because numpy and BLAS release the GIL, threads over disjoint ranges overlap. Two helpers:
+because numpy and BLAS release the GIL, threads over disjoint ranges overlap. Three helpers:
 
 * ``for_each_block`` splits 1-D arrays for elementwise work, so the result is bitwise the
   same however it is split: the update rules (``autocnn.training.optim``) and the weight
@@ -190,7 +190,8 @@ def _forget_pool() -> None:
     # wait forever. The child makes its own pool when it needs one. A BLAS limit taken by
     # a parent's thread was never the child's to restore: the child starts with none, and
     # outside any threads_of_our_own.
-    global _POOL, _LIMIT_USERS, _LIMIT, _LIMIT_LOCK, _REGION_THREADS
+    global _POOL, _LIMIT_USERS, _LIMIT, _LIMIT_LOCK, _REGION_THREADS, _SPLITTING
     _POOL = None
     _LIMIT_USERS, _LIMIT, _LIMIT_LOCK, _REGION_THREADS = 0, None, threading.Lock(), None
+    _SPLITTING = threading.local()
 
