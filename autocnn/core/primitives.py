@@ -255,7 +255,6 @@ defvjp(
 )
 
 
-
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a @ b for matrices, the larger of the product's sides split between threads
@@ -306,14 +305,26 @@ def _image_blocks(first: int, last: int, k: int, pixels: int, itemsize: int):
         yield start, min(last, start + images_per_block)
 
 
-def _scratch(first: int, last: int, k: int, pixels: int, dtype: np.dtype) -> Callable[[int], np.ndarray]:
+def _scratch(first: int, last: int, k: int, pixels: int, dtype: np.dtype,
+             rows: int | None = None) -> Callable[[int], np.ndarray]:
     """
-    A thread's patch-block buffer, sized for the largest of its blocks and reused for each:
-    block(images) is a C-contiguous (k, images * pixels) array in it.
+    A thread's block buffer, sized for the largest of its patch blocks (k rows) and reused
+    for each: block(images) is a C-contiguous (rows, images * pixels) array in it, rows = k
+    unless given (a buffer for another matrix of the same blocks of images).
     """
     images = max(stop - start for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize))
-    buffer = np.empty(k * images * pixels, dtype=dtype)
-    return lambda count: buffer[: k * count * pixels].reshape(k, count * pixels)
+    rows = k if rows is None else rows
+    buffer = np.empty(rows * images * pixels, dtype=dtype)
+    return lambda count: buffer[: rows * count * pixels].reshape(rows, count * pixels)
+
+
+def _summed_over_ranges(partial_sum: Callable[[int, int], np.ndarray], n: int) -> np.ndarray:
+    """split_batch(partial_sum, n), the ranges' partial sums added in range order (the same
+    numbers whichever thread ran which range)."""
+    total, *others = split_batch(partial_sum, n)
+    for other in others:
+        total += other
+    return total
 
 
 def _conv_gemm(x: np.ndarray, w_mat: np.ndarray, cols: np.ndarray | None, window: tuple[int, int],
@@ -373,10 +384,7 @@ def _conv_weight_gradient(x: np.ndarray, g: np.ndarray, window: tuple[int, int],
             total += patches @ g[start * pixels : stop * pixels]
         return total
 
-    total, *others = split_batch(partial_sum, n)
-    for other in others:
-        total += other
-    return total.T
+    return _summed_over_ranges(partial_sum, n).T
 
 
 def _col2im_gemm(w_mat: np.ndarray, g: np.ndarray, image_size: tuple[int, int], window: tuple[int, int],
@@ -632,10 +640,7 @@ def _conv_taps_weight_gradient(rows: np.ndarray, g: np.ndarray, window: tuple[in
                 total[tap] += product
         return total
 
-    total, *others = split_batch(partial_sum, valid)
-    for other in others:
-        total += other
-    return total.reshape(window + (f, c)).transpose(2, 3, 0, 1)
+    return _summed_over_ranges(partial_sum, valid).reshape(window + (f, c)).transpose(2, 3, 0, 1)
 
 
 conv_taps = primitive(_conv_taps)
@@ -763,10 +768,14 @@ def _window_take(
         return taken
     out = np.empty_like(choice, dtype=x.dtype)
     for batch in _batch_chunks(x.shape[0], x[0].nbytes):
-        xs = x[batch]
-        candidates = [xs[at] for _, at in _window_offsets(window, stride, choice.shape[2:])]
-        np.choose(choice[batch], candidates, out=out[batch])
+        _take_chosen(x[batch], choice[batch], window, stride, out[batch])
     return out
+
+
+def _take_chosen(xs: np.ndarray, chosen: np.ndarray, window: tuple[int, int], stride: int, out: np.ndarray) -> None:
+    """window_take of a few images xs (N, C, H, W), written into out (N, C, H', W')."""
+    candidates = [xs[at] for _, at in _window_offsets(window, stride, chosen.shape[2:])]
+    np.choose(chosen, candidates, out=out)
 
 
 def _window_put(
@@ -851,12 +860,6 @@ class PooledConvShape(NamedTuple):
     pool_stride: int
 
 
-def _pooled_conv_sizes(image_size: tuple[int, int], shape: PooledConvShape) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(conv output size, pooled output size) of padded images of image_size."""
-    conv_size = window_count(image_size, shape.kernel, shape.stride)
-    return conv_size, window_count(conv_size, shape.pool, shape.pool_stride)
-
-
 def _conv_blocks(image_size: tuple[int, int], f: int, k: int, dtype: np.dtype, shape: PooledConvShape, first: int,
                  last: int, x: np.ndarray | None = None):
     """
@@ -869,15 +872,12 @@ def _conv_blocks(image_size: tuple[int, int], f: int, k: int, dtype: np.dtype, s
     """
     conv_size = window_count(image_size, shape.kernel, shape.stride)
     pixels = conv_size[0] * conv_size[1]
-    blocks = list(_image_blocks(first, last, k, pixels, dtype.itemsize))
-    most = max(stop - start for start, stop in blocks) * pixels
-    patch_buffer, conv_buffer = np.empty(k * most, dtype), np.empty(f * most, dtype)
-    for start, stop in blocks:
-        columns = (stop - start) * pixels
-        patches = patch_buffer[: k * columns].reshape(k, columns)
+    patches_of, conv_of = _scratch(first, last, k, pixels, dtype), _scratch(first, last, k, pixels, dtype, rows=f)
+    for start, stop in _image_blocks(first, last, k, pixels, dtype.itemsize):
+        patches = patches_of(stop - start)
         if x is not None:
             _im2col(x[start:stop], shape.kernel, shape.stride, patches)
-        conv = conv_buffer[: f * columns].reshape(stop - start, *conv_size, f).transpose(0, 3, 1, 2)
+        conv = conv_of(stop - start).reshape(stop - start, *conv_size, f).transpose(0, 3, 1, 2)
         yield start, stop, patches, conv
 
 
@@ -903,8 +903,8 @@ def _conv_window_maxima(x: np.ndarray, w_mat: np.ndarray, shape: PooledConvShape
     - choice: C-contiguous integer array of shape (N, F, Hp, Wp), as from window_maxima
       on the conv's output
     """
-    _, pooled_size = _pooled_conv_sizes(x.shape[2:], shape)
-    pooled = (x.shape[0], w_mat.shape[0]) + pooled_size
+    conv_size = window_count(x.shape[2:], shape.kernel, shape.stride)
+    pooled = (x.shape[0], w_mat.shape[0]) + window_count(conv_size, shape.pool, shape.pool_stride)
     dtype = np.result_type(x, w_mat)
     maxima = np.empty(pooled, dtype=dtype)
     choice = np.empty(pooled, dtype=np.min_scalar_type(shape.pool[0] * shape.pool[1] - 1))
@@ -943,8 +943,7 @@ def _conv_window_take(x: np.ndarray, w_mat: np.ndarray, choice: np.ndarray, shap
     def forward(first: int, last: int) -> None:
         for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
             np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
-            candidates = [conv[at] for _, at in _window_offsets(shape.pool, shape.pool_stride, choice.shape[2:])]
-            np.choose(choice[start:stop], candidates, out=out[start:stop])
+            _take_chosen(conv, choice[start:stop], shape.pool, shape.pool_stride, out[start:stop])
 
     split_batch(forward, x.shape[0])
     return out
@@ -1009,10 +1008,7 @@ def _conv_window_weight_gradient(x: np.ndarray, g: np.ndarray, choice: np.ndarra
             total += patches @ _pixel_rows(conv_gradient)
         return total
 
-    total, *others = split_batch(partial_sum, x.shape[0])
-    for other in others:
-        total += other
-    return np.ascontiguousarray(total.T)
+    return np.ascontiguousarray(_summed_over_ranges(partial_sum, x.shape[0]).T)
 
 
 conv_window_take = primitive(_conv_window_take)
