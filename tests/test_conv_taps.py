@@ -15,7 +15,7 @@ import autocnn.core.blockwise
 import autocnn.core.primitives as primitives
 from autocnn.core import ops
 from autocnn.core.primitives import (conv_taps, conv_taps_pay_off, conv_taps_transpose, conv_taps_weight_gradient,
-                                     from_pixel_rows, to_pixel_rows)
+                                     from_pixel_rows, pixel_grid, to_pixel_rows)
 from reference.conv_layers import conv_backward_naive, conv_forward_naive
 
 rng = np.random.RandomState(11)
@@ -29,6 +29,8 @@ TAP_CASES = [
     ((2, 16, 5, 5), (3, 1, 1), 0),
     ((1, 18, 4, 7), (6, 2, 3), 1),
     ((2, 16, 3, 3), (2, 5, 5), 1),
+    ((2, 16, 4, 5), (3, 1, 1), 2),  # pad > k - 1: outputs outgrow H + pad, the grid follows them
+    ((2, 16, 5, 4), (3, 2, 3), 2),
 ]
 
 
@@ -87,15 +89,35 @@ def test_rows_past_the_last_valid_one_are_zero_and_never_read():
                                   conv_taps_weight_gradient(x, changed, window, grid))
 
 
-def test_pixel_rows_place_and_crop_the_images_and_are_adjoint():
+@pytest.mark.parametrize("tail", [0, 5])
+def test_pixel_rows_place_and_crop_the_images_and_are_adjoint(tail):
     x = rng.randn(2, 3, 4, 5)
-    rows = to_pixel_rows(x, (7, 8), (1, 2))
-    grids = rows.reshape(2, 7, 8, 3)
+    rows = to_pixel_rows(x, (7, 8), (1, 2), tail)
+    assert rows.shape == (2 * 7 * 8 + tail, 3)
+    grids = rows[: 2 * 7 * 8].reshape(2, 7, 8, 3)
     np.testing.assert_array_equal(grids[:, 1:5, 2:7].transpose(0, 3, 1, 2), x)
-    assert np.count_nonzero(grids) == np.count_nonzero(x)  # zero outside the images
+    assert np.count_nonzero(rows) == np.count_nonzero(x)  # zero outside the images, the tail too
     np.testing.assert_array_equal(from_pixel_rows(rows, 2, (7, 8), (1, 2), (4, 5)), x)
     other = rng.randn(*rows.shape)
     assert np.sum(rows * other) == pytest.approx(np.sum(x * from_pixel_rows(other, 2, (7, 8), (1, 2), (4, 5))))
+    vjp, _ = make_vjp(lambda rows: from_pixel_rows(rows, 2, (7, 8), (1, 2), (4, 5)))(other)
+    assert vjp(x).shape == rows.shape  # the adjoint gives the tail back (zero)
+
+
+@pytest.mark.parametrize("image_size,window,pad,grid,tail", [
+    ((32, 32), (3, 3), 1, (33, 33), 34),  # the ConvNet: one shared row and column of zeros
+    ((8, 8), (3, 3), 1, (9, 9), 10),
+    ((6, 9), (5, 5), 2, (8, 11), 24),
+    ((6, 6), (3, 3), 0, (6, 6), 0),  # no padding: the images themselves, no tail
+    ((4, 5), (1, 1), 2, (8, 9), 0),  # pad > k - 1: the grid holds the larger output
+])
+def test_neighbouring_images_share_their_padding(image_size, window, pad, grid, tail):
+    assert pixel_grid(image_size, window, pad) == (grid, tail)
+    # The last image's last output pixel reads exactly the tail's last row.
+    n, (grid_h, grid_w) = 3, grid
+    out_h, out_w = (side + 2 * pad - k + 1 for side, k in zip(image_size, window))
+    last_read = ((n - 1) * grid_h + out_h - 1 + window[0] - 1) * grid_w + out_w - 1 + window[1] - 1
+    assert max(last_read + 1, n * grid_h * grid_w) == n * grid_h * grid_w + tail
 
 
 @pytest.mark.parametrize("shape,filters,pad", TAP_CASES[:3])
@@ -128,7 +150,8 @@ def test_output_is_channel_major_and_float32_stays_float32(always_taps):
 
 def test_which_convs_go_through_taps():
     assert conv_taps_pay_off((100, 32, 32, 32), (3, 3), 1, 1)  # the ConvNet's inner layers
-    assert conv_taps_pay_off((100, 128, 8, 8), (3, 3), 1, 1)  # ... down to 8x8 (grid 10x10)
+    assert conv_taps_pay_off((100, 128, 8, 8), (3, 3), 1, 1)  # ... down to 8x8 (grid 9x9)
     assert not conv_taps_pay_off((1000, 3, 32, 32), (7, 7), 1, 3)  # the >65% net: 3 channels
     assert not conv_taps_pay_off((100, 32, 32, 32), (3, 3), 2, 1)  # stride 2
-    assert not conv_taps_pay_off((100, 32, 4, 4), (3, 3), 1, 1)  # grid 6x6 around 4x4 outputs
+    assert conv_taps_pay_off((100, 32, 2, 2), (3, 3), 1, 1)  # grid 3x3 around 2x2 outputs
+    assert not conv_taps_pay_off((100, 32, 1, 1), (3, 3), 1, 1)  # grid 2x2 around one output

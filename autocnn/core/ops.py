@@ -22,8 +22,8 @@ from autograd.scipy.special import logsumexp
 from autocnn.core.autograd_internals import stop_gradient
 from autocnn.core.primitives import (PooledConvShape, channel_sum, conv_gemm, conv_taps, conv_taps_pay_off,
                                      conv_window_maxima, conv_window_take, correlate_valid, from_pixel_rows,
-                                     half_squared_norm, im2col, matmul, patch_matrix_is_kept, sliding_windows,
-                                     to_pixel_rows, window_count, window_maxima, window_take)
+                                     half_squared_norm, im2col, matmul, patch_matrix_is_kept, pixel_grid,
+                                     sliding_windows, to_pixel_rows, window_count, window_maxima, window_take)
 
 ConvImpl = Literal["fast", "scipy", "autograd-convolve", "pure"]
 PoolImpl = Literal["fast", "windows", "pure"]
@@ -86,10 +86,10 @@ def conv2d(x, w, b, stride: int = 1, pad: int = 0, impl: ConvImpl = "fast"):
         # Stride 1 with enough channels: the padded images as one row of channels per pixel,
         # and the conv one GEMM per filter tap on those rows (see conv_taps); autograd's
         # VJPs are the same GEMMs again. Crop the outputs whose window left the image.
-        grid = (x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
-        out_rows = conv_taps(to_pixel_rows(x, grid, (pad, pad)), w, grid)
-        return from_pixel_rows(out_rows, x.shape[0], grid, (0, 0), window_count(grid, kernel, 1)) + anp.reshape(
-            b, (1, -1, 1, 1))
+        grid, tail = pixel_grid(x.shape[2:], kernel, pad)
+        out_rows = conv_taps(to_pixel_rows(x, grid, (pad, pad), tail), w, grid)
+        out_size = window_count((x.shape[2] + 2 * pad, x.shape[3] + 2 * pad), kernel, 1)
+        return from_pixel_rows(out_rows, x.shape[0], grid, (0, 0), out_size) + anp.reshape(b, (1, -1, 1, 1))
     x_pad = anp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant") if pad else x
     if impl == "fast":
         # The whole layer is one GEMM, (N * H' * W', C * HH * WW) @ (C * HH * WW, F). Its

@@ -461,7 +461,9 @@ defvjp(
 # matrix is formed, forward or backward; every GEMM operand is a run of whole rows, in the
 # (pixels, C) @ (C, F) orientation OpenBLAS runs fastest at a conv's shapes. Output rows
 # whose window leaves the image (the grid's right and bottom margins) are computed too and
-# cropped away, which costs Gh * Gw / (H' * W') times the GEMM work.
+# cropped away, which costs Gh * Gw / (H' * W') times the GEMM work; neighbouring images
+# share their padding (pixel_grid) to keep that small (9 x 9 for the 8 x 8 images of a
+# 3 x 3 conv, not 10 x 10).
 
 
 def _tap_shifts(window: tuple[int, int], grid_width: int) -> list[int]:
@@ -479,7 +481,34 @@ def _rows_per_block(width: int, itemsize: int) -> int:
 _ROW_BLOCK_BYTES = 2**19
 
 
-def _to_pixel_rows(x: np.ndarray, grid_size: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+def pixel_grid(image_size: tuple[int, int], window: tuple[int, int], pad: int) -> tuple[tuple[int, int], int]:
+    """
+    The smallest grid `conv_taps` can run a stride-1 conv with zero padding on.
+
+    Neighbouring images share their padding: a tap reaching past an image's bottom edge
+    reads the top padding rows of the next image's grid, and one reaching past its right
+    edge reads the left padding columns of the next grid row. So each grid adds `pad` rows
+    and columns to the image, not 2 * pad, and the last image is followed by a short tail
+    of zero rows.
+
+    Inputs:
+    - image_size: (H, W) of the images
+    - window: (kh, kw) of the filters
+    - pad: Zeros on each side of the images (the images sit at (pad, pad) in their grids)
+
+    Returns a tuple of:
+    - grid_size: (Gh, Gw) = (H + pad, W + pad), or more where the conv's output is larger
+      than that (pad > k - 1)
+    - tail: Zero rows after the last image's grid, for to_pixel_rows
+    """
+    conv_size = window_count((image_size[0] + 2 * pad, image_size[1] + 2 * pad), window, 1)
+    grid_h, grid_w = (max(side + pad, out) for side, out in zip(image_size, conv_size))
+    # The last output pixel's last tap reads row ((N - 1) * Gh + H + 2 * pad - 1) * Gw + W + 2 * pad - 1.
+    tail = (image_size[0] + 2 * pad - 1 - grid_h) * grid_w + image_size[1] + 2 * pad
+    return (grid_h, grid_w), max(0, tail)
+
+
+def _to_pixel_rows(x: np.ndarray, grid_size: tuple[int, int], offset: tuple[int, int], tail: int = 0) -> np.ndarray:
     """
     Images placed on zero grids, one row of channels per grid pixel. Linear in x.
 
@@ -487,15 +516,16 @@ def _to_pixel_rows(x: np.ndarray, grid_size: tuple[int, int], offset: tuple[int,
     - x: Array of shape (N, C, H, W), any memory layout
     - grid_size: (Gh, Gw), at least (offset[0] + H, offset[1] + W)
     - offset: (top, left) of the images in their grids (the padding, for a conv's input)
+    - tail: Zero rows after the last image's grid
 
     Returns:
-    - rows: C-contiguous array of shape (N * Gh * Gw, C) with
+    - rows: C-contiguous array of shape (N * Gh * Gw + tail, C) with
       rows[(n * Gh + top + i) * Gw + left + j, c] = x[n, c, i, j], and zero elsewhere
     """
     n, c, h, w = x.shape
     (grid_h, grid_w), (top, left) = grid_size, offset
-    rows = np.zeros((n * grid_h * grid_w, c), dtype=x.dtype)
-    inside = rows.reshape(n, grid_h, grid_w, c)[:, top : top + h, left : left + w]
+    rows = np.zeros((n * grid_h * grid_w + tail, c), dtype=x.dtype)
+    inside = rows[: n * grid_h * grid_w].reshape(n, grid_h, grid_w, c)[:, top : top + h, left : left + w]
 
     def copy(first: int, last: int) -> None:
         inside[first:last] = x[first:last].transpose(0, 2, 3, 1)
@@ -507,22 +537,24 @@ def _to_pixel_rows(x: np.ndarray, grid_size: tuple[int, int], offset: tuple[int,
 def _from_pixel_rows(rows: np.ndarray, n: int, grid_size: tuple[int, int], offset: tuple[int, int],
                      size: tuple[int, int]) -> np.ndarray:
     """
-    Adjoint of `_to_pixel_rows`: the (N, C, h, w) block at `offset` of every image's grid.
+    Adjoint of `_to_pixel_rows`: the (N, C, h, w) block at `offset` of every image's grid
+    (rows after the N grids, the tail, are not read).
 
     Returns a view of rows when their pixels can be split off without a copy (conv_taps'
     channel-major rows and to_pixel_rows' pixel-major ones both can).
     """
     (grid_h, grid_w), (top, left), (h, w) = grid_size, offset, size
-    grids = np.reshape(rows, (n, grid_h, grid_w, rows.shape[1]))
+    grids = np.reshape(rows[: n * grid_h * grid_w], (n, grid_h, grid_w, rows.shape[1]))
     return grids[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
 
 
 to_pixel_rows = primitive(_to_pixel_rows)
 from_pixel_rows = primitive(_from_pixel_rows)
 defvjp(to_pixel_rows,
-       lambda ans, x, grid_size, offset: lambda g: from_pixel_rows(g, x.shape[0], grid_size, offset, x.shape[2:]))
+       lambda ans, x, grid_size, offset, tail=0: lambda g: from_pixel_rows(g, x.shape[0], grid_size, offset, x.shape[2:]))
 defvjp(from_pixel_rows,
-       lambda ans, rows, n, grid_size, offset, size: lambda g: to_pixel_rows(g, grid_size, offset))
+       lambda ans, rows, n, grid_size, offset, size: lambda g: to_pixel_rows(
+           g, grid_size, offset, rows.shape[0] - n * grid_size[0] * grid_size[1]))
 
 
 def _taps(w: np.ndarray, dtype: np.dtype, transposed: bool) -> list[np.ndarray]:
@@ -536,15 +568,17 @@ def _conv_taps(rows: np.ndarray, w: np.ndarray, grid_size: tuple[int, int]) -> n
     A stride-1 cross-correlation on pixel rows: one GEMM per filter tap. Bilinear.
 
     Inputs:
-    - rows: Pixel rows of shape (N * Gh * Gw, C), as from `to_pixel_rows`
+    - rows: Pixel rows of shape (M, C), M = N * Gh * Gw (+ a tail), as from `to_pixel_rows`
     - w: Filters of shape (F, C, kh, kw)
     - grid_size: (Gh, Gw)
 
     Returns:
-    - out: Array of shape (N * Gh * Gw, F), a transposed view of C-contiguous (F, M) memory
+    - out: Array of shape (M, F), a transposed view of C-contiguous (F, M) memory
       (channel-major), with out[m] = sum_{p, q} rows[m + p * Gw + q] @ w[:, :, p, q].T for the rows m whose taps
-      all fall inside the array (m < M - (kh - 1) * Gw - (kw - 1)), zero after them. Pixel
-      (i, j) of image n, i < Gh - kh + 1 and j < Gw - kw + 1, is the conv's output there.
+      all fall inside the array (m < M - (kh - 1) * Gw - (kw - 1)), zero after them. With
+      the images laid out by pixel_grid and to_pixel_rows (zero padding shared between
+      neighbours, and the tail), row (n * Gh + i) * Gw + j is the conv's output pixel (i, j)
+      of image n.
     """
     shifts = _tap_shifts(w.shape[2:], grid_size[1])
     dtype = np.result_type(rows, w)
@@ -674,13 +708,15 @@ def conv_taps_pay_off(x_shape: tuple[int, ...], window: tuple[int, int], stride:
     if stride != 1:
         return False
     c, h, w = x_shape[1:]
-    grid_h, grid_w = h + 2 * pad, w + 2 * pad
-    out_h, out_w = window_count((grid_h, grid_w), window, 1)
+    (grid_h, grid_w), _ = pixel_grid((h, w), window, pad)
+    out_h, out_w = window_count((h + 2 * pad, w + 2 * pad), window, 1)
     return c >= _TAPS_MIN_CHANNELS and grid_h * grid_w <= _TAPS_MAX_GRID_WASTE * out_h * out_w
 
 
 _TAPS_MIN_CHANNELS = 16
-_TAPS_MAX_GRID_WASTE = 1.6
+# Grid pixels per output pixel the per-tap GEMMs may compute: a 3 x 3 conv on 2 x 2 images
+# (grid 3 x 3) still beats the patch matrix, on 1 x 1 images (grid 2 x 2) it no longer does.
+_TAPS_MAX_GRID_WASTE = 2.5
 
 
 def window_maxima(x: np.ndarray, window: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
