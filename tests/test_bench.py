@@ -279,6 +279,8 @@ def test_speedup_floors_say_when_a_target_asks_for_less_than_the_gemms_alone():
                                     machine={"cpu": "x", "cores": 2, "python": "3", "numpy": "2", "blas": "b",
                                              "scipy": "1", "autograd": "1", "blas_env": {}, "torch": "2.x"}))
     assert "| 528 | 590 | -62 | 360 | **no**: below the GEMM floor |" in table
+    assert "| 100 | 50 | 50 | 85 | only with everything but the GEMMs 2x faster |" in table  # 85 ms in 50
+    assert "| 270 | 256 | 14 | – | yes |" in table  # autocnn's rest unknown
 
 
 def test_speedup_floors_skip_cases_without_pytorch_or_a_limit():
