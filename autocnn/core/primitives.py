@@ -556,7 +556,8 @@ def _from_pixel_rows(rows: np.ndarray, n: int, grid_size: tuple[int, int], offse
 to_pixel_rows = primitive(_to_pixel_rows)
 from_pixel_rows = primitive(_from_pixel_rows)
 defvjp(to_pixel_rows,
-       lambda ans, x, grid_size, offset, tail=0: lambda g: from_pixel_rows(g, x.shape[0], grid_size, offset, x.shape[2:]))
+       lambda ans, x, grid_size, offset, tail=0: lambda g: from_pixel_rows(
+           g, x.shape[0], grid_size, offset, x.shape[2:]))
 defvjp(from_pixel_rows,
        lambda ans, rows, n, grid_size, offset, size: lambda g: to_pixel_rows(
            g, grid_size, offset, rows.shape[0] - n * grid_size[0] * grid_size[1]))
