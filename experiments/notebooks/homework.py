@@ -258,7 +258,7 @@ FORMULATIONS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...], t
         ("fast default: im2col + one GEMM, or one GEMM per filter tap, their primitives", "autocnn",
          (_PRIM + "_im2col", _PRIM + "_conv_gemm", _PRIM + "_gemm_tt", _PRIM + "_to_pixel_rows",
           _PRIM + "_from_pixel_rows", _PRIM + "_conv_taps", _PRIM + "_taps", _PRIM + "_tap_shifts",
-          _PRIM + "_rows_per_block", _PRIM + "conv_taps_pay_off"),
+          _PRIM + "_rows_per_block", _PRIM + "conv_taps_pay_off", _PRIM + "pixel_grid"),
          (_PRIM + "_col2im", _PRIM + "_col2im_add", _PRIM + "_col2im_gemm", _PRIM + "_conv_gemm_vjp_w",
           _PRIM + "_c_ordered", _PRIM + "_conv_taps_transpose", _PRIM + "_conv_taps_weight_gradient"),
          ("im2col", "col2im", "gemm_tt", "conv_gemm", "col2im_gemm", "to_pixel_rows", "from_pixel_rows",
