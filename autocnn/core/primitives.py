@@ -68,8 +68,8 @@ def window_count(image_size: tuple[int, int], window: tuple[int, int], stride: i
 
 def _window_view(x: np.ndarray, window: tuple[int, int], stride: int) -> np.ndarray:
     """Read-only (N, C, H', W', kh, kw) view of every window of x; nothing is copied."""
-    # as_strided itself: sliding_window_view's checks cost 3x as much, once per block of
-    # a few images in the pooled conv's im2col.
+    # as_strided itself: sliding_window_view's argument checks cost more than the view,
+    # and this runs once per block of a few images in the pooled conv's im2col.
     n, c = x.shape[:2]
     strides = x.strides
     return np.lib.stride_tricks.as_strided(
