@@ -928,6 +928,13 @@ def _pixel_rows(conv: np.ndarray) -> np.ndarray:
     return conv.transpose(0, 2, 3, 1).reshape(-1, conv.shape[1])
 
 
+def _block_convs(x: np.ndarray, w_mat: np.ndarray, dtype: np.dtype, shape: PooledConvShape, first: int, last: int):
+    """Yield (start, stop, conv): the conv output (images, F, H', W') of each of _conv_blocks' blocks of x."""
+    for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
+        np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
+        yield start, stop, conv
+
+
 def _conv_window_maxima(x: np.ndarray, w_mat: np.ndarray, shape: PooledConvShape) -> tuple[np.ndarray, np.ndarray]:
     """
     window_maxima of a conv's output, the conv formed and pooled a block of images at a time.
@@ -952,8 +959,7 @@ def _conv_window_maxima(x: np.ndarray, w_mat: np.ndarray, shape: PooledConvShape
     choice = np.empty(pooled, dtype=np.min_scalar_type(shape.pool[0] * shape.pool[1] - 1))
 
     def forward(first: int, last: int) -> None:
-        for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
-            np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
+        for start, stop, conv in _block_convs(x, w_mat, dtype, shape, first, last):
             _choose_first_maxima(conv, shape.pool, shape.pool_stride, maxima[start:stop], choice[start:stop])
 
     split_batch(forward, x.shape[0])
@@ -983,8 +989,7 @@ def _conv_window_take(x: np.ndarray, w_mat: np.ndarray, choice: np.ndarray, shap
     out = np.empty(choice.shape, dtype=dtype)
 
     def forward(first: int, last: int) -> None:
-        for start, stop, patches, conv in _conv_blocks(x.shape[2:], *w_mat.shape, dtype, shape, first, last, x):
-            np.matmul(patches.T, w_mat.T, out=_pixel_rows(conv))
+        for start, stop, conv in _block_convs(x, w_mat, dtype, shape, first, last):
             _take_chosen(conv, choice[start:stop], shape.pool, shape.pool_stride, out[start:stop])
 
     split_batch(forward, x.shape[0])
